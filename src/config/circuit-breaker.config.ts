@@ -1,0 +1,14 @@
+import { registerAs } from '@nestjs/config';
+import { environment } from './environment.js';
+
+export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
+  const env = environment();
+  return {
+    enabled: env.CIRCUIT_BREAKER_ENABLED,
+    /** The breaker guarding generation; `@UseCircuitBreaker()` without a name means this one. */
+    name: env.CIRCUIT_BREAKER_NAME,
+    failureThreshold: env.CIRCUIT_BREAKER_FAIL_THRESHOLD,
+    timeoutMs: Math.round(env.CIRCUIT_BREAKER_TIMEOUT_SECONDS * 1000),
+    resetTimeoutMs: Math.round(env.CIRCUIT_BREAKER_RESET_TIMEOUT * 1000),
+  };
+});

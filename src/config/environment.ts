@@ -1,0 +1,135 @@
+import { existsSync } from 'node:fs';
+import { plainToInstance, Transform } from 'class-transformer';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNumber,
+  IsOptional,
+  IsPositive,
+  IsString,
+  IsUrl,
+  Matches,
+  Max,
+  Min,
+  MinLength,
+  validateSync,
+} from 'class-validator';
+
+/** Thrown at start-up when a variable does not parse; its message is one line naming the variable. */
+export class InvalidEnvironmentError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly problem: string,
+  ) {
+    super(`Invalid environment variable ${variable}: ${problem}`);
+    this.name = 'InvalidEnvironmentError';
+  }
+}
+
+const BOOLEAN_WORDS: Readonly<Record<string, boolean>> = { true: true, '1': true, yes: true, false: false, '0': false, no: false };
+
+/** "false" must mean false; class-transformer's implicit conversion would make it true. */
+const ToBoolean = () =>
+  Transform(({ obj, key }: { obj: Record<string, unknown>; key: string }) => {
+    const raw = obj[key];
+    if (typeof raw === 'boolean') return raw;
+    return BOOLEAN_WORDS[String(raw).trim().toLowerCase()] ?? raw;
+  });
+
+/** An empty variable (`HF_TOKEN=`) means unset, as in most twelve-factor tooling. */
+const EmptyAsUnset = () =>
+  Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() === '' ? undefined : value));
+
+/** Every variable of the contract, with its embedded default. */
+export class Environment {
+  @IsIn(['development', 'production', 'test'])
+  NODE_ENV: 'development' | 'production' | 'test' = 'development';
+
+  @IsInt() @Min(0) @Max(65535)
+  PORT: number = 3000;
+
+  @IsString() @MinLength(1)
+  HOST: string = '0.0.0.0';
+
+  @EmptyAsUnset() @IsOptional() @IsString()
+  HF_TOKEN?: string;
+
+  @IsString() @MinLength(1)
+  HF_MODEL: string = 'meta-llama/Llama-3.1-8B-Instruct';
+
+  @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['http', 'https'], require_tld: false, require_protocol: true })
+  HF_ENDPOINT_URL?: string;
+
+  @IsInt() @Min(1) @Max(100_000)
+  HF_MAX_NEW_TOKENS: number = 512;
+
+  @IsNumber() @Min(0) @Max(2)
+  HF_TEMPERATURE: number = 0.2;
+
+  @ToBoolean() @IsBoolean()
+  CIRCUIT_BREAKER_ENABLED: boolean = true;
+
+  @IsInt() @Min(1)
+  CIRCUIT_BREAKER_FAIL_THRESHOLD: number = 5;
+
+  @IsNumber() @IsPositive()
+  CIRCUIT_BREAKER_TIMEOUT_SECONDS: number = 30;
+
+  @IsNumber() @IsPositive()
+  CIRCUIT_BREAKER_RESET_TIMEOUT: number = 30;
+
+  @Matches(/^[a-z0-9][a-z0-9_.-]*$/i, { message: 'must be letters, digits, "_", "-" or "."' })
+  CIRCUIT_BREAKER_NAME: string = 'huggingface';
+
+  @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
+  REDIS_URL?: string;
+
+  @IsInt() @IsPositive()
+  CACHE_TTL_SECONDS: number = 3600;
+
+  @IsInt() @IsPositive()
+  CACHE_STALE_TTL_SECONDS: number = 86_400;
+
+  @IsString() @MinLength(1)
+  KNOWLEDGE_DIR: string = './data/knowledge';
+
+  /** At most 10 000 so a valid body always fits the 64 KiB body limit (see app.setup.ts). */
+  @IsInt() @Min(1) @Max(10_000)
+  ASSISTANT_MAX_QUERY_LENGTH: number = 2000;
+
+  @IsNumber() @Min(0)
+  SHUTDOWN_DRAIN_SECONDS: number = 5;
+}
+
+/** Parses and validates raw variables (strings) into typed values; throws on the first bad one. */
+export function validateEnvironment(raw: Record<string, unknown>): Environment {
+  const env = plainToInstance(Environment, raw, { enableImplicitConversion: true, exposeDefaultValues: true });
+  const [firstError] = validateSync(env, { whitelist: false, stopAtFirstError: true });
+  if (firstError) {
+    const problem = Object.values(firstError.constraints ?? {})[0] ?? 'is invalid';
+    const shown = firstError.property === 'HF_TOKEN' ? '' : ` (got "${String(raw[firstError.property])}")`;
+    throw new InvalidEnvironmentError(firstError.property, `${problem.replace(`${firstError.property} `, '')}${shown}`);
+  }
+  if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
+    throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
+  }
+  return env;
+}
+
+/** The validated environment as this process sees it now (env files are merged in by ConfigModule first). */
+export function environment(): Environment {
+  return validateEnvironment(process.env);
+}
+
+/** `.env.<NODE_ENV>`; the real environment wins over the file. */
+export function envFilePath(): string {
+  return `.env.${process.env.NODE_ENV ?? 'development'}`;
+}
+
+/** Merges `.env.<NODE_ENV>` into process.env (variables already set win) and validates the result. */
+export function loadEnvironment(): Environment {
+  const path = envFilePath();
+  if (existsSync(path)) process.loadEnvFile(path);
+  return validateEnvironment(process.env);
+}
