@@ -1,0 +1,26 @@
+/** The breaker refused the call without running it: the circuit is open, or its single half-open trial is in flight. */
+export class CircuitOpenError extends Error {
+  /** opossum's code for the same condition, kept so callers that know opossum recognise it. */
+  readonly code = 'EOPENBREAKER';
+
+  constructor(
+    readonly breaker: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`Circuit "${breaker}" is open; next trial in ${retryAfterSeconds}s`);
+    this.name = 'CircuitOpenError';
+  }
+}
+
+/** The call ran longer than the breaker's time-out; its AbortSignal was aborted with this error. */
+export class CallTimeoutError extends Error {
+  readonly code = 'ETIMEDOUT';
+
+  constructor(
+    readonly breaker: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`Call through circuit "${breaker}" timed out after ${timeoutMs}ms`);
+    this.name = 'CallTimeoutError';
+  }
+}

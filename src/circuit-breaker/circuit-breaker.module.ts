@@ -1,0 +1,15 @@
+import { Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { DiscoveryModule } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
+import { CircuitBreakerExplorer } from './circuit-breaker.explorer.js';
+import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
+import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
+
+@Module({
+  imports: [DiscoveryModule, TerminusModule, ConfigModule.forFeature(circuitBreakerConfig)],
+  providers: [CircuitBreakerRegistry, CircuitBreakerExplorer, CircuitBreakerHealthIndicator],
+  exports: [CircuitBreakerRegistry, CircuitBreakerHealthIndicator],
+})
+export class CircuitBreakerModule {}

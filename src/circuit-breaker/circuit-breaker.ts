@@ -1,0 +1,197 @@
+import { Logger } from '@nestjs/common';
+import Opossum from 'opossum';
+import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
+export interface CircuitBreakerOptions {
+  /** false: calls go straight through (no fast-fail); the time-out still applies. */
+  enabled: boolean;
+  /** Consecutive failures that open the circuit. */
+  failureThreshold: number;
+  /** Per-call limit; the call's AbortSignal is aborted when it passes. */
+  timeoutMs: number;
+  /** How long the circuit stays open before one half-open trial call. */
+  resetTimeoutMs: number;
+}
+
+export interface GuardedCallOptions {
+  /** Which errors say the upstream is unwell. Others (a bad request) reach the caller without counting. */
+  isFailure?: (error: unknown) => boolean;
+}
+
+export interface CircuitBreakerStats {
+  successes: number;
+  failures: number;
+  timeouts: number;
+  rejects: number;
+  fallbacks: number;
+}
+
+export interface CircuitBreakerSnapshot {
+  name: string;
+  state: CircuitState;
+  enabled: boolean;
+  /** Consecutive failures since the last success. */
+  failures: number;
+  failureThreshold: number;
+  openedAt?: string;
+  nextAttemptAt?: string;
+  /** Counts since start. */
+  stats: CircuitBreakerStats;
+}
+
+type Task<T> = (signal: AbortSignal) => Promise<T>;
+
+interface GuardedCall {
+  run: () => Promise<unknown>;
+  isFailure: (error: unknown) => boolean;
+}
+
+const everyErrorIsAFailure = () => true;
+
+/** opossum calls its errorFilter with the fired arguments after the error (its typings omit them). */
+const isNeutral = (error: unknown, call: GuardedCall): boolean => !(error instanceof CallTimeoutError || call.isFailure(error));
+
+/**
+ * One named breaker: opossum's state machine (open → half-open after the reset time-out, exactly one
+ * trial call, calls during the trial rejected), tripped by consecutive failures instead of opossum's
+ * rolling percentage, with a per-call AbortController for the time-out.
+ */
+export class CircuitBreaker {
+  private readonly logger = new Logger(CircuitBreaker.name);
+  private readonly breaker: Opossum<[GuardedCall], unknown>;
+  private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, fallbacks: 0 };
+  private consecutiveFailures = 0;
+  private openedAt?: number;
+  private lastState: CircuitState = 'closed';
+
+  constructor(
+    readonly name: string,
+    private readonly options: CircuitBreakerOptions,
+  ) {
+    this.breaker = new Opossum((call: GuardedCall) => call.run(), {
+      name,
+      enabled: options.enabled,
+      resetTimeout: options.resetTimeoutMs,
+      // Our own per-call timer aborts the call's signal; opossum's would only stop waiting for it.
+      timeout: false,
+      // Only consecutive failures open the circuit: opossum's percentage rule must never fire first.
+      volumeThreshold: Number.MAX_SAFE_INTEGER,
+      errorThresholdPercentage: 100,
+      rollingPercentilesEnabled: false,
+      enableSnapshots: false,
+      errorFilter: isNeutral as (error: unknown) => boolean,
+    });
+    this.breaker.on('success', (result: unknown) => this.onSuccess(result));
+    this.breaker.on('failure', (error: unknown) => this.onFailure(error));
+    this.breaker.on('reject', () => this.counts.rejects++);
+    this.breaker.on('open', () => this.onTransition('open'));
+    this.breaker.on('halfOpen', () => this.onTransition('half_open'));
+    this.breaker.on('close', () => this.onTransition('closed'));
+  }
+
+  get state(): CircuitState {
+    if (this.breaker.opened) return 'open';
+    if (this.breaker.halfOpen) return 'half_open';
+    return 'closed';
+  }
+
+  /** Runs `task` behind the breaker; rejects with CircuitOpenError at once when the circuit refuses. */
+  async fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
+    const call: GuardedCall = { run: () => this.runWithTimeout(task), isFailure: options.isFailure ?? everyErrorIsAFailure };
+    try {
+      return (await this.breaker.fire(call)) as T;
+    } catch (error) {
+      if (Opossum.isOurError(error as Error) && (error as { code?: string }).code === 'EOPENBREAKER') {
+        throw new CircuitOpenError(this.name, this.retryAfterSeconds());
+      }
+      throw error;
+    }
+  }
+
+  /** The caller served a fallback answer because a call through this breaker did not succeed. */
+  recordFallback(): void {
+    this.counts.fallbacks++;
+  }
+
+  /** When the half-open trial is due, while the circuit is open. */
+  nextAttemptAt(): number | undefined {
+    return this.state === 'open' && this.openedAt !== undefined ? this.openedAt + this.options.resetTimeoutMs : undefined;
+  }
+
+  /** Seconds until a retry can reach the upstream: to the trial when open, rounded up, at least 1. */
+  retryAfterSeconds(): number {
+    const next = this.nextAttemptAt();
+    return next === undefined ? 1 : Math.max(1, Math.ceil((next - Date.now()) / 1000));
+  }
+
+  snapshot(): CircuitBreakerSnapshot {
+    const next = this.nextAttemptAt();
+    return {
+      name: this.name,
+      state: this.state,
+      enabled: this.options.enabled,
+      failures: this.consecutiveFailures,
+      failureThreshold: this.options.failureThreshold,
+      ...(this.state === 'open' && this.openedAt !== undefined ? { openedAt: new Date(this.openedAt).toISOString() } : {}),
+      ...(next !== undefined ? { nextAttemptAt: new Date(next).toISOString() } : {}),
+      stats: { ...this.counts },
+    };
+  }
+
+  shutdown(): void {
+    this.breaker.shutdown();
+  }
+
+  private runWithTimeout<T>(task: Task<T>): Promise<T> {
+    const controller = new AbortController();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const error = new CallTimeoutError(this.name, this.options.timeoutMs);
+        controller.abort(error);
+        reject(error);
+      }, this.options.timeoutMs);
+      const settle = () => clearTimeout(timer);
+      try {
+        task(controller.signal).then(resolve, reject).finally(settle);
+      } catch (error) {
+        settle();
+        reject(error);
+      }
+    });
+  }
+
+  private onSuccess(result: unknown): void {
+    this.consecutiveFailures = 0;
+    // opossum reports an error its filter let through as a "success"; it is not one for our counts.
+    if (!(result instanceof Error)) this.counts.successes++;
+  }
+
+  private onFailure(error: unknown): void {
+    this.counts.failures++;
+    if (error instanceof CallTimeoutError) this.counts.timeouts++;
+    this.consecutiveFailures++;
+    // A failed half-open trial re-opens through opossum itself; here only the closed circuit trips.
+    if (this.breaker.closed && this.consecutiveFailures >= this.options.failureThreshold) this.breaker.open();
+  }
+
+  private onTransition(to: CircuitState): void {
+    const from = this.lastState;
+    this.lastState = to;
+    if (to === 'open') this.openedAt = Date.now();
+    if (to === 'closed') {
+      this.openedAt = undefined;
+      this.consecutiveFailures = 0;
+    }
+    const next = this.nextAttemptAt();
+    this.logger.log({
+      event: 'circuit_breaker_transition',
+      breaker: this.name,
+      from,
+      to,
+      failures: this.consecutiveFailures,
+      nextAttemptAt: next === undefined ? null : new Date(next).toISOString(),
+    });
+  }
+}
