@@ -1,0 +1,29 @@
+/**
+ * The upstream's wait hint in whole seconds, from (in order) `Retry-After` (seconds or HTTP date),
+ * the Hub's IETF-draft `ratelimit: "api";r=0;t=55`, or HF's model-loading `estimated_time`.
+ */
+export function retryAfterFromUpstream(headers: Headers | undefined, body: unknown, now = Date.now()): number | undefined {
+  return fromRetryAfter(headers?.get('retry-after'), now) ?? fromRateLimit(headers?.get('ratelimit')) ?? fromEstimatedTime(body);
+}
+
+function fromRetryAfter(value: string | null | undefined, now: number): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return wholeSeconds(Number(trimmed));
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : wholeSeconds((date - now) / 1000);
+}
+
+function fromRateLimit(value: string | null | undefined): number | undefined {
+  const match = value?.match(/(?:^|;)\s*t=(\d+)/);
+  return match ? wholeSeconds(Number(match[1])) : undefined;
+}
+
+function fromEstimatedTime(body: unknown): number | undefined {
+  const estimated = (body as { estimated_time?: unknown } | null)?.estimated_time;
+  return typeof estimated === 'number' && Number.isFinite(estimated) ? wholeSeconds(estimated) : undefined;
+}
+
+function wholeSeconds(seconds: number): number {
+  return Math.max(1, Math.ceil(seconds));
+}
