@@ -1,0 +1,18 @@
+import { Injectable } from '@nestjs/common';
+import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
+import { RedisConnection } from './redis-connection.js';
+
+/** The answer cache's store: in-process memory is always up; Redis is up while connected. */
+@Injectable()
+export class CacheStoreHealthIndicator {
+  constructor(
+    private readonly redis: RedisConnection,
+    private readonly health: HealthIndicatorService,
+  ) {}
+
+  isHealthy(key = 'cache'): HealthIndicatorResult {
+    const indicator = this.health.check(key);
+    if (!this.redis.client) return indicator.up({ store: 'memory' });
+    return this.redis.isReady ? indicator.up({ store: 'redis' }) : indicator.down({ store: 'redis', message: 'Redis is not connected' });
+  }
+}
