@@ -1,0 +1,21 @@
+import { ValidationPipe } from '@nestjs/common';
+import type { NestApplicationOptions } from '@nestjs/common';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+
+/** Larger than any valid body (a 10 000-character query fully \u-escaped is ~60 KB); past it, 413. */
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+/** Nest's own parsers would accept form bodies; Fastify's JSON parser alone makes every other type a 415. */
+export const APP_OPTIONS: NestApplicationOptions = { bodyParser: false, abortOnError: false };
+
+export function createHttpAdapter(): FastifyAdapter {
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES });
+  adapter.getInstance().removeContentTypeParser('text/plain');
+  return adapter;
+}
+
+/** What main.ts and the e2e suites both apply, so tests exercise the app users run. */
+export function configureApp(app: NestFastifyApplication): NestFastifyApplication {
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+  return app;
+}
