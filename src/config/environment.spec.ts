@@ -1,0 +1,87 @@
+import { describe, expect, it } from '@jest/globals';
+import { InvalidEnvironmentError, validateEnvironment } from './environment.js';
+
+function rejectionOf(raw: Record<string, string>): InvalidEnvironmentError {
+  try {
+    validateEnvironment(raw);
+  } catch (error) {
+    if (error instanceof InvalidEnvironmentError) return error;
+    throw error;
+  }
+  throw new Error('expected the environment to be rejected');
+}
+
+describe('validateEnvironment', () => {
+  it('fills every variable with its embedded default when nothing is set', () => {
+    const env = validateEnvironment({});
+    expect(env).toMatchObject({
+      PORT: 3000,
+      HOST: '0.0.0.0',
+      HF_MAX_NEW_TOKENS: 512,
+      HF_TEMPERATURE: 0.2,
+      CIRCUIT_BREAKER_ENABLED: true,
+      CIRCUIT_BREAKER_FAIL_THRESHOLD: 5,
+      CIRCUIT_BREAKER_TIMEOUT_SECONDS: 30,
+      CIRCUIT_BREAKER_RESET_TIMEOUT: 30,
+      CIRCUIT_BREAKER_NAME: 'huggingface',
+      CACHE_TTL_SECONDS: 3600,
+      CACHE_STALE_TTL_SECONDS: 86400,
+      KNOWLEDGE_DIR: './data/knowledge',
+      ASSISTANT_MAX_QUERY_LENGTH: 2000,
+    });
+    expect(env.HF_TOKEN).toBeUndefined();
+    expect(env.HF_ENDPOINT_URL).toBeUndefined();
+    expect(env.REDIS_URL).toBeUndefined();
+  });
+
+  it('parses numbers, fractions and booleans from their string form', () => {
+    const env = validateEnvironment({
+      PORT: '8080',
+      CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5',
+      CIRCUIT_BREAKER_RESET_TIMEOUT: '1.5',
+      CIRCUIT_BREAKER_ENABLED: 'false',
+      HF_TEMPERATURE: '0',
+    });
+    expect(env.PORT).toBe(8080);
+    expect(env.CIRCUIT_BREAKER_TIMEOUT_SECONDS).toBe(0.5);
+    expect(env.CIRCUIT_BREAKER_RESET_TIMEOUT).toBe(1.5);
+    expect(env.CIRCUIT_BREAKER_ENABLED).toBe(false);
+    expect(env.HF_TEMPERATURE).toBe(0);
+  });
+
+  it('treats an empty variable as unset', () => {
+    const env = validateEnvironment({ HF_TOKEN: '', REDIS_URL: ' ', HF_ENDPOINT_URL: '' });
+    expect(env.HF_TOKEN).toBeUndefined();
+    expect(env.REDIS_URL).toBeUndefined();
+    expect(env.HF_ENDPOINT_URL).toBeUndefined();
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['CIRCUIT_BREAKER_FAIL_THRESHOLD', '-1'],
+    ['CIRCUIT_BREAKER_FAIL_THRESHOLD', '2.5'],
+    ['CIRCUIT_BREAKER_TIMEOUT_SECONDS', 'soon'],
+    ['CIRCUIT_BREAKER_RESET_TIMEOUT', '0'],
+    ['CIRCUIT_BREAKER_ENABLED', 'maybe'],
+    ['HF_TEMPERATURE', '3'],
+    ['HF_ENDPOINT_URL', 'not a url'],
+    ['REDIS_URL', 'http://127.0.0.1:6379'],
+    ['CACHE_TTL_SECONDS', 'ten'],
+    ['ASSISTANT_MAX_QUERY_LENGTH', '0'],
+  ])('stops start-up with one line naming %s when it is %j', (variable, value) => {
+    const error = rejectionOf({ [variable]: value });
+    expect(error.variable).toBe(variable);
+    expect(error.message).toContain(variable);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it('rejects a stale TTL shorter than the fresh TTL', () => {
+    expect(rejectionOf({ CACHE_TTL_SECONDS: '600', CACHE_STALE_TTL_SECONDS: '60' }).variable).toBe('CACHE_STALE_TTL_SECONDS');
+  });
+
+  it('never echoes the HF token in its message', () => {
+    // A token cannot be invalid as a string, so force the failure on a later variable and check nothing leaks.
+    const error = rejectionOf({ HF_TOKEN: 'hf_secret_value', PORT: 'x' });
+    expect(error.message).not.toContain('hf_secret_value');
+  });
+});
