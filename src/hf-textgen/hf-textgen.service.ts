@@ -75,7 +75,7 @@ export class HfTextGenService implements OnModuleInit {
       }
       return { text: text.trim(), model: typeof completion.model === 'string' ? completion.model : this.config.model };
     } catch (error) {
-      throw classifyUpstreamError(error, responseHeaders);
+      throw classifyUpstreamError(error, { headers: responseHeaders, signal });
     }
   }
 }

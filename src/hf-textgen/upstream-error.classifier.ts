@@ -7,14 +7,20 @@ const REQUEST_SPECIFIC_STATUSES = new Set([400, 413, 422]);
 
 /**
  * Turns whatever the HF client threw into one of our errors. `headers` are the upstream response's,
- * kept by our fetch wrapper because the client's errors drop them.
+ * kept by our fetch wrapper because the client's errors drop them. Errors that fetch itself creates are
+ * recognised by name: they may come from another realm, where `instanceof` fails.
  */
-export function classifyUpstreamError(error: unknown, headers?: Headers): ModelCallFailedError | ModelRequestRejectedError {
+export function classifyUpstreamError(
+  error: unknown,
+  { headers, signal }: { headers?: Headers; signal?: AbortSignal } = {},
+): ModelCallFailedError | ModelRequestRejectedError {
   if (error instanceof ModelCallFailedError || error instanceof ModelRequestRejectedError) return error;
   if (error instanceof InferenceClientProviderApiError) return classifyHttpError(error, headers);
-  if (isAbort(error)) return new ModelCallFailedError('timeout', 'The model call was aborted before it answered');
-  if (error instanceof InferenceClientProviderOutputError || error instanceof SyntaxError) {
-    return new ModelCallFailedError('protocol', `The model sent a response that is not a chat completion: ${error.message}`);
+  if (signal?.aborted || hasName(error, 'AbortError', 'TimeoutError')) {
+    return new ModelCallFailedError('timeout', 'The model call was aborted before it answered');
+  }
+  if (error instanceof InferenceClientProviderOutputError || hasName(error, 'SyntaxError')) {
+    return new ModelCallFailedError('protocol', `The model sent a response that is not a chat completion: ${messageOf(error)}`);
   }
   // fetch failed: refused, reset, DNS, TLS, a body cut short.
   return new ModelCallFailedError('network', `The model endpoint could not be reached: ${describeCause(error)}`);
@@ -47,12 +53,18 @@ function errorObject(body: unknown): Record<string, unknown> | undefined {
   return error && typeof error === 'object' ? (error as Record<string, unknown>) : undefined;
 }
 
-function isAbort(error: unknown): boolean {
-  return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
+function hasName(error: unknown, ...names: string[]): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && names.includes(name);
+}
+
+function messageOf(error: unknown): string {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(error);
 }
 
 function describeCause(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause as { code?: string; message?: string } | undefined;
-  return cause?.code ?? cause?.message ?? error.message;
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  return typeof cause?.message === 'string' ? cause.message : messageOf(error);
 }
