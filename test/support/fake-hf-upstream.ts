@@ -1,0 +1,380 @@
+// A fake HuggingFace/TGI upstream on loopback: speaks POST /v1/chat/completions and injects faults on demand.
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
+
+/** Extra delay before the fault acts: latencyMs plus a uniform random 0..jitterMs. */
+export interface Timing {
+  latencyMs?: number;
+  jitterMs?: number;
+}
+
+export type Fault =
+  | ({ kind: 'ok'; answer?: string } & Timing)
+  | ({ kind: 'loading503'; estimatedTimeSeconds?: number } & Timing)
+  | ({ kind: 'rateLimited429'; retryAfterSeconds?: number; ratelimitSeconds?: number } & Timing)
+  | ({ kind: TgiErrorKind | RouterErrorKind | BrokenKind } & Timing)
+  | { kind: 'flapping'; every: number; failWith?: Fault }
+  | { kind: 'sequence'; faults: Fault[] };
+
+export type FaultKind = Fault['kind'];
+type TgiErrorKind = keyof typeof TGI_ERRORS;
+type RouterErrorKind = keyof typeof ROUTER_ERRORS;
+type BrokenKind = 'hang' | 'reset' | 'malformed' | 'truncated' | 'missingFields';
+type LeafFault = Exclude<Fault, { kind: 'flapping' | 'sequence' }>;
+
+export interface RecordedRequest {
+  headers: IncomingHttpHeaders;
+  body: unknown;
+}
+
+export interface UpstreamStats {
+  calls: number;
+  openSockets: number;
+  inFlight: number;
+  fault: Fault;
+}
+
+/** TGI's ErrorResponse {error, error_type}, keyed by fault. */
+const TGI_ERRORS = {
+  error500: [500, 'Request failed during generation: Server error: CUDA out of memory', 'generation'],
+  badRequest: [400, 'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`', 'validation'],
+  unprocessable: [422, 'Input validation error: `temperature` must be strictly positive', 'validation'],
+  payloadTooLarge: [413, 'Payload Too Large: request body exceeds the 2000000 bytes limit', 'validation'],
+  requestTimeout: [408, 'Request timed out while waiting for a generation slot', 'timeout'],
+} as const satisfies Record<string, readonly [number, string, string]>;
+
+/** Shapes the HF router/Hub answers with before TGI is involved. */
+const ROUTER_ERRORS = {
+  unknownModel: [400, (model: string) => ({ error: { message: `The requested model '${model}' is not supported by any provider you have enabled.`, type: 'invalid_request_error', param: 'model', code: 'model_not_supported' } })],
+  unauthorized: [401, () => ({ error: 'Invalid credentials in Authorization header' })],
+  paymentRequired: [402, () => ({ error: 'You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits.' })],
+  forbidden: [403, () => ({ error: 'This authentication method does not have sufficient permissions to call Inference Providers on behalf of user fake-user' })],
+} as const satisfies Record<string, readonly [number, (model: string) => object]>;
+
+const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
+  ...['ok', 'loading503', 'rateLimited429', 'flapping', 'sequence'] as const,
+  ...['hang', 'reset', 'malformed', 'truncated', 'missingFields'] as const,
+  ...(Object.keys(TGI_ERRORS) as TgiErrorKind[]),
+  ...(Object.keys(ROUTER_ERRORS) as RouterErrorKind[]),
+]);
+
+const CHAT_PATH = '/v1/chat/completions';
+const OK: Fault = { kind: 'ok' };
+
+export class FakeHfUpstream {
+  calls = 0;
+  /** Requests whose response has not finished and whose connection is still up (a hung call stays here). */
+  inFlight = 0;
+  lastRequest: RecordedRequest | undefined;
+  private fault: Fault = OK;
+  private callsSinceFault = 0;
+  private readonly sockets = new Set<Socket>();
+  private readonly waiters = new Set<() => void>();
+  private readonly lifetime = new AbortController();
+
+  private constructor(private readonly server: Server) {
+    server.on('connection', (socket: Socket) => this.track(socket));
+    // a bug in the fake must surface as a dropped connection in the test, not as an unhandled rejection
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.route(req, res).catch(() => res.destroy()));
+  }
+
+  static async start(options: { port?: number } = {}): Promise<FakeHfUpstream> {
+    const upstream = new FakeHfUpstream(createServer());
+    await new Promise<void>((resolve, reject) => {
+      upstream.server.once('error', reject).listen(options.port ?? 0, '127.0.0.1', resolve);
+    });
+    return upstream;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
+  get stats(): UpstreamStats {
+    return { calls: this.calls, openSockets: this.openSockets, inFlight: this.inFlight, fault: this.fault };
+  }
+
+  setFault(fault: Fault): void {
+    this.fault = fault;
+    this.callsSinceFault = 0;
+  }
+
+  reset(): void {
+    this.setFault(OK);
+    this.calls = 0;
+    this.lastRequest = undefined;
+  }
+
+  /** Resolves once at most `n` sockets are open (idle keep-alive sockets count too); rejects after timeoutMs. */
+  waitForOpenSockets(n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(() => this.openSockets <= n, timeoutMs, () => `${this.openSockets} open sockets (wanted <= ${n})`);
+  }
+
+  /**
+   * Resolves once at most `n` requests are still held open. The reliable proof that an aborted call closed its
+   * socket: after an abort, undici (global fetch) opens a spare idle connection that lingers ~4 s.
+   */
+  waitForInFlight(n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(() => this.inFlight <= n, timeoutMs, () => `${this.inFlight} requests in flight (wanted <= ${n})`);
+  }
+
+  /** Resolves once at least `n` chat requests have arrived: lets a test act while a call is known to be upstream. */
+  waitForCalls(n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(() => this.calls >= n, timeoutMs, () => `${this.calls} calls (wanted >= ${n})`);
+  }
+
+  private waitUntil(done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!done()) return;
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        reject(new Error(`still ${describe()} after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  private notifyWaiters(): void {
+    for (const check of [...this.waiters]) check();
+  }
+
+  /** Stops listening and destroys every socket, hung ones included, so nothing keeps the process alive. */
+  async close(): Promise<void> {
+    this.lifetime.abort();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.notifyWaiters();
+    });
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.inFlight += 1;
+    // 'close' fires both when the response is sent and when the connection drops before that
+    res.once('close', () => {
+      this.inFlight -= 1;
+      this.notifyWaiters();
+    });
+    const raw = await readBody(req);
+    const route = `${req.method ?? ''} ${(req.url ?? '').split('?')[0]}`;
+    switch (route) {
+      case `POST ${CHAT_PATH}`:
+        return this.answerChat(req, res, raw);
+      case 'GET /health':
+        return sendJson(res, 200);
+      case 'GET /info':
+        return sendJson(res, 200, INFO);
+      case 'GET /__admin/stats':
+        return sendJson(res, 200, this.stats);
+      case 'PUT /__admin/fault':
+        return this.putFault(res, raw);
+      case 'POST /__admin/reset':
+        this.reset();
+        return sendJson(res, 204);
+      default:
+        return sendJson(res, 404, { error: `no route for ${route}`, error_type: 'not_found' });
+    }
+  }
+
+  private putFault(res: ServerResponse, raw: string): void {
+    const fault = parseJson(raw);
+    if (!isFault(fault)) return void sendJson(res, 400, { error: 'body must be a Fault', error_type: 'validation' });
+    this.setFault(fault);
+    sendJson(res, 204);
+  }
+
+  private async answerChat(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
+    this.calls += 1;
+    this.callsSinceFault += 1;
+    const body = parseJson(raw);
+    this.lastRequest = { headers: req.headers, body };
+    this.notifyWaiters();
+    const fault = pickFault(this.fault, this.callsSinceFault);
+    if (!(await this.delay(fault)) || res.destroyed) return;
+    if (body === undefined) return void sendJson(res, 422, { error: 'Failed to deserialize the JSON body into the target type', error_type: 'validation' });
+    respond(fault, res, body);
+  }
+
+  /** False when the server closed during the wait, so the caller must not touch the response. */
+  private async delay({ latencyMs = 0, jitterMs = 0 }: Timing): Promise<boolean> {
+    const ms = latencyMs + Math.random() * jitterMs;
+    if (ms <= 0) return true;
+    return sleep(ms, true, { signal: this.lifetime.signal }).catch(() => false);
+  }
+}
+
+/** Resolves composite faults to the leaf that call number `n` (1-based since setFault) gets. */
+function pickFault(fault: Fault, n: number): LeafFault {
+  if (fault.kind === 'flapping') return n % fault.every === 0 ? pickFault(fault.failWith ?? { kind: 'error500' }, n) : { kind: 'ok' };
+  if (fault.kind === 'sequence') return pickFault(fault.faults[Math.min(n, fault.faults.length) - 1] ?? OK, n);
+  return fault;
+}
+
+function respond(fault: LeafFault, res: ServerResponse, request: unknown): void {
+  const model = modelOf(request);
+  switch (fault.kind) {
+    case 'ok':
+      return sendJson(res, 200, chatCompletion(model, fault.answer ?? defaultAnswer(request), request));
+    case 'loading503':
+      return sendJson(res, 503, { error: `Model ${model} is currently loading`, error_type: 'loading', estimated_time: fault.estimatedTimeSeconds ?? 20.0 });
+    case 'rateLimited429':
+      return sendJson(res, 429, { error: 'Model is overloaded', error_type: 'overloaded' }, rateLimitHeaders(fault));
+    case 'hang':
+      return; // never answer: the socket stays open until the client gives up or close() runs
+    case 'reset':
+      return void res.socket?.resetAndDestroy();
+    case 'malformed':
+      return send(res, 200, '{"id": "x", "choices": [', JSON_TYPE);
+    case 'truncated':
+      return sendTruncated(res, JSON.stringify(chatCompletion(model, defaultAnswer(request), request)));
+    case 'missingFields': {
+      const { choices: _dropped, ...rest } = chatCompletion(model, defaultAnswer(request), request);
+      return sendJson(res, 200, rest);
+    }
+    default:
+      return sendError(fault.kind, res, model);
+  }
+}
+
+function sendError(kind: TgiErrorKind | RouterErrorKind, res: ServerResponse, model: string): void {
+  if (kind in TGI_ERRORS) {
+    const [status, error, errorType] = TGI_ERRORS[kind as TgiErrorKind];
+    return sendJson(res, status, { error, error_type: errorType });
+  }
+  const [status, body] = ROUTER_ERRORS[kind as RouterErrorKind];
+  sendJson(res, status, body(model));
+}
+
+function rateLimitHeaders(fault: { retryAfterSeconds?: number; ratelimitSeconds?: number }): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (fault.retryAfterSeconds !== undefined) headers['retry-after'] = String(fault.retryAfterSeconds);
+  if (fault.ratelimitSeconds !== undefined) {
+    headers['ratelimit'] = `"api";r=0;t=${fault.ratelimitSeconds}`;
+    headers['ratelimit-policy'] = '"fixed window";"api";q=1000;w=300';
+  }
+  return headers;
+}
+
+function chatCompletion(model: string, content: string, request: unknown) {
+  const promptTokens = countTokens(JSON.stringify(messagesOf(request)));
+  const completionTokens = countTokens(content);
+  return {
+    id: `chatcmpl-${randomUUID()}`,
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model,
+    system_fingerprint: '3.3.6-sha-fake',
+    choices: [{ index: 0, message: { role: 'assistant', content }, logprobs: null, finish_reason: 'stop' }],
+    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+  };
+}
+
+const INFO = {
+  model_id: 'tgi', model_sha: null, model_pipeline_tag: 'text-generation', max_concurrent_requests: 128, max_best_of: 2, max_stop_sequences: 4,
+  max_input_tokens: 4095, max_total_tokens: 4096, validation_workers: 2, max_client_batch_size: 4, router: 'text-generation-router', version: '3.3.6', sha: null, docker_label: null,
+};
+
+/** Deterministic so tests can assert on it: derived from the last user message. */
+function defaultAnswer(request: unknown): string {
+  const lastUser = messagesOf(request).filter((m) => m.role === 'user').at(-1);
+  return `Answer: ${textOf(lastUser?.content).slice(0, 80)}`;
+}
+
+function messagesOf(request: unknown): Array<{ role?: unknown; content?: unknown }> {
+  const messages = isRecord(request) ? request['messages'] : undefined;
+  return Array.isArray(messages) ? messages.filter(isRecord) : [];
+}
+
+/** Message content is a string or TGI MessageChunk[]; only the text chunks matter here. */
+function textOf(content: unknown): string {
+  if (typeof content === 'string') return content;
+  if (!Array.isArray(content)) return '';
+  return content.map((chunk) => (isRecord(chunk) && typeof chunk['text'] === 'string' ? chunk['text'] : '')).join(' ');
+}
+
+function modelOf(request: unknown): string {
+  const model = isRecord(request) ? request['model'] : undefined;
+  return typeof model === 'string' && model !== '' ? model : 'tgi';
+}
+
+/** Rough whitespace count: usage only needs to be plausible and deterministic. */
+function countTokens(text: string): number {
+  return text.split(/\s+/).filter(Boolean).length;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+function sendJson(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
+  if (body === undefined) return send(res, status, '', headers);
+  send(res, status, JSON.stringify(body), { ...JSON_TYPE, ...headers });
+}
+
+/** x-request-id ends up in the client's error.httpResponse.requestId, so tests can correlate. */
+function send(res: ServerResponse, status: number, payload: string, headers: Record<string, string>): void {
+  const length = String(Buffer.byteLength(payload));
+  res.writeHead(status, { 'content-length': length, 'x-request-id': randomUUID(), ...headers }).end(payload);
+}
+
+/** Promises the full length, sends half, then drops the connection mid-body. */
+function sendTruncated(res: ServerResponse, payload: string): void {
+  res.writeHead(200, { ...JSON_TYPE, 'content-length': String(Buffer.byteLength(payload)), 'x-request-id': randomUUID() });
+  res.write(payload.slice(0, Math.floor(payload.length / 2)), () => res.socket?.destroy());
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', () => resolve('')); // an aborted upload still counts as a (broken) request
+  });
+}
+
+function parseJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Checks what pickFault relies on, so a bad admin PUT is a 400 rather than a crash on the next call. */
+function isFault(value: unknown): value is Fault {
+  if (!isRecord(value) || typeof value['kind'] !== 'string' || !FAULT_KINDS.has(value['kind'])) return false;
+  const { kind, every, failWith, faults } = value;
+  if (kind === 'flapping') return typeof every === 'number' && every >= 1 && (failWith === undefined || isFault(failWith));
+  if (kind === 'sequence') return Array.isArray(faults) && faults.every(isFault);
+  return true;
+}
+
+/** CLI: `FAKE_HF_PORT=8089 node <loader> test/support/fake-hf-upstream.ts` for the chaos suite and demos. */
+export async function main(): Promise<FakeHfUpstream> {
+  const upstream = await FakeHfUpstream.start({ port: Number(process.env['FAKE_HF_PORT'] ?? 0) });
+  process.stdout.write(`fake-hf-upstream listening on ${upstream.url}\n`);
+  return upstream;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) void main();
