@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { FakeHfUpstream, type Fault } from '../../test/support/fake-hf-upstream.js';
+import { isModelOutage, ModelCallFailedError, ModelRequestRejectedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
+import { HfTextGenService } from './hf-textgen.service.js';
+
+// The plain service (no Nest, so no breaker): what the client sends and how each upstream answer is classified.
+const TOKEN = 'hf_unit_test_secret_token';
+const PROMPT = { system: 'Answer from the excerpts.', user: 'Excerpts:\n[1] Guide\nText\n\nQuestion: what is half-open?' };
+
+describe('HfTextGenService against a real HTTP upstream', () => {
+  let upstream: FakeHfUpstream;
+  let service: HfTextGenService;
+
+  beforeAll(async () => {
+    upstream = await FakeHfUpstream.start();
+    service = new HfTextGenService({ token: TOKEN, model: 'org/instruct-model', endpointUrl: upstream.url, maxNewTokens: 64, temperature: 0.2 });
+  });
+  beforeEach(() => upstream.reset());
+  afterAll(() => upstream.close());
+
+  async function failureFor(fault: Fault): Promise<unknown> {
+    upstream.setFault(fault);
+    return service.generate(PROMPT).then(
+      () => {
+        throw new Error(`expected ${fault.kind} to fail`);
+      },
+      (error: unknown) => error,
+    );
+  }
+
+  it('sends the prompt, model, generation parameters and token, and returns the answer text', async () => {
+    upstream.setFault({ kind: 'ok', answer: '  Half-open lets one trial call through. ' });
+    const generation = await service.generate(PROMPT);
+    expect(generation.text).toBe('Half-open lets one trial call through.');
+    const request = upstream.lastRequest;
+    expect(request?.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(request?.body).toMatchObject({
+      model: 'org/instruct-model',
+      max_tokens: 64,
+      temperature: 0.2,
+      messages: [
+        { role: 'system', content: PROMPT.system },
+        { role: 'user', content: PROMPT.user },
+      ],
+    });
+  });
+
+  it.each<[string, Fault, number]>([
+    ['a 500', { kind: 'error500' }, 500],
+    ['a 408', { kind: 'requestTimeout' }, 408],
+    ['a 401 (bad token)', { kind: 'unauthorized' }, 401],
+    ['a 402 (credits spent)', { kind: 'paymentRequired' }, 402],
+    ['a 403 (token lacks permission)', { kind: 'forbidden' }, 403],
+    ['the router’s 400 model_not_supported', { kind: 'unknownModel' }, 400],
+  ])('counts %s as an outage of the model', async (_name, fault, status) => {
+    const error = await failureFor(fault);
+    expect(error).toBeInstanceOf(ModelCallFailedError);
+    expect((error as ModelCallFailedError).status).toBe(status);
+    expect(isModelOutage(error)).toBe(true);
+  });
+
+  it.each<[string, Fault, number]>([
+    ['a 400 validation error', { kind: 'badRequest' }, 400],
+    ['a 413', { kind: 'payloadTooLarge' }, 413],
+    ['a 422', { kind: 'unprocessable' }, 422],
+  ])('does not count %s against the model: the request is at fault', async (_name, fault, status) => {
+    const error = await failureFor(fault);
+    expect(error).toBeInstanceOf(ModelRequestRejectedError);
+    expect((error as ModelRequestRejectedError).status).toBe(status);
+    expect(isModelOutage(error)).toBe(false);
+  });
+
+  it('keeps the wait a 429 asks for in Retry-After', async () => {
+    const error = await failureFor({ kind: 'rateLimited429', retryAfterSeconds: 7 });
+    expect(error).toMatchObject({ status: 429, retryAfterSeconds: 7 });
+  });
+
+  it("keeps the wait a 429 gives only in the Hub's ratelimit header", async () => {
+    const error = await failureFor({ kind: 'rateLimited429', ratelimitSeconds: 55 });
+    expect(error).toMatchObject({ status: 429, retryAfterSeconds: 55 });
+  });
+
+  it('asks a loading model once (no hidden retries) and keeps its estimated_time', async () => {
+    const error = await failureFor({ kind: 'loading503', estimatedTimeSeconds: 20 });
+    expect(error).toMatchObject({ status: 503, retryAfterSeconds: 20 });
+    expect(upstream.calls).toBe(1);
+  });
+
+  it.each<[string, Fault, string]>([
+    ['a connection reset', { kind: 'reset' }, 'network'],
+    ['a body that is not JSON', { kind: 'malformed' }, 'protocol'],
+    ['a completion without choices', { kind: 'missingFields' }, 'protocol'],
+  ])('counts %s as an outage of the model', async (_name, fault, kind) => {
+    const error = await failureFor(fault);
+    expect(error).toBeInstanceOf(ModelCallFailedError);
+    expect((error as ModelCallFailedError).kind).toBe(kind);
+  });
+
+  it('counts a body cut short as an outage of the model', async () => {
+    const error = await failureFor({ kind: 'truncated' });
+    expect(error).toBeInstanceOf(ModelCallFailedError);
+    expect(isModelOutage(error)).toBe(true);
+  });
+
+  it('closes the socket when its signal is aborted, and reports a time-out', async () => {
+    upstream.setFault({ kind: 'hang' });
+    const controller = new AbortController();
+    const call = service.generate(PROMPT, controller.signal);
+    await upstream.waitForCalls(1);
+    expect(upstream.inFlight).toBe(1);
+    controller.abort();
+    await expect(call).rejects.toMatchObject({ name: 'ModelCallFailedError', kind: 'timeout' });
+    // A hung request leaves the upstream's books only when its connection closes.
+    await upstream.waitForInFlight(0);
+  });
+
+  it('never puts the token in an error message', async () => {
+    for (const fault of [{ kind: 'unauthorized' }, { kind: 'error500' }, { kind: 'reset' }] as Fault[]) {
+      const error = (await failureFor(fault)) as Error;
+      expect(`${error.message} ${error.stack ?? ''}`).not.toContain(TOKEN);
+    }
+  });
+
+  it('makes no call at all without a token or an endpoint', async () => {
+    const unconfigured = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
+    expect(unconfigured.configured).toBe(false);
+    await expect(unconfigured.generate(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
+    expect(upstream.calls).toBe(0);
+    expect(isModelOutage(new ModelUnconfiguredError())).toBe(false);
+  });
+});
