@@ -1,5 +1,4 @@
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
-import { ConfigModule } from '@nestjs/config';
 import { Test } from '@nestjs/testing';
 import { AppModule } from '../../src/app.module.js';
 import { APP_OPTIONS, configureApp, createHttpAdapter } from '../../src/app.setup.js';
@@ -33,9 +32,7 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
  */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
   Object.assign(process.env, BASE_TEST_ENV, env);
-  const moduleRef = await Test.createTestingModule({
-    imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true }), AppModule],
-  }).compile();
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
   const app = configureApp(moduleRef.createNestApplication<NestFastifyApplication>(createHttpAdapter(), APP_OPTIONS));
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address();
