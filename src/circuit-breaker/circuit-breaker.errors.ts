@@ -7,7 +7,11 @@ export class CircuitOpenError extends Error {
     readonly breaker: string,
     readonly retryAfterSeconds: number,
   ) {
+    // A refusal is expected control flow on the fail-fast path: capturing a stack would be most of its cost.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`Circuit "${breaker}" is open; next trial in ${retryAfterSeconds}s`);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'CircuitOpenError';
   }
 }

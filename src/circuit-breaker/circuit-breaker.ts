@@ -85,7 +85,6 @@ export class CircuitBreaker {
     });
     this.breaker.on('success', (result: unknown) => this.onSuccess(result));
     this.breaker.on('failure', (error: unknown) => this.onFailure(error));
-    this.breaker.on('reject', () => this.counts.rejects++);
     this.breaker.on('open', () => this.onTransition('open'));
     this.breaker.on('halfOpen', () => this.onTransition('half_open'));
     this.breaker.on('close', () => this.onTransition('closed'));
@@ -98,16 +97,14 @@ export class CircuitBreaker {
   }
 
   /** Runs `task` behind the breaker; rejects with CircuitOpenError at once when the circuit refuses. */
-  async fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
-    const call: GuardedCall = { run: () => this.runWithTimeout(task), isFailure: options.isFailure ?? everyErrorIsAFailure };
-    try {
-      return (await this.breaker.fire(call)) as T;
-    } catch (error) {
-      if (Opossum.isOurError(error as Error) && (error as { code?: string }).code === 'EOPENBREAKER') {
-        throw new CircuitOpenError(this.name, this.retryAfterSeconds());
-      }
-      throw error;
+  fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
+    // Refused here, before opossum, so a refusal costs one error and no events: the fail-fast path.
+    if (this.refusesCalls()) {
+      this.counts.rejects++;
+      return Promise.reject(new CircuitOpenError(this.name, this.retryAfterSeconds()));
     }
+    const call: GuardedCall = { run: () => this.runWithTimeout(task), isFailure: options.isFailure ?? everyErrorIsAFailure };
+    return this.breaker.fire(call) as Promise<T>;
   }
 
   /** The caller served a fallback answer because a call through this breaker did not succeed. */
@@ -138,6 +135,11 @@ export class CircuitBreaker {
       ...(next !== undefined ? { nextAttemptAt: new Date(next).toISOString() } : {}),
       stats: { ...this.counts },
     };
+  }
+
+  /** opossum's own rule: open, or half-open with the single trial already taken. */
+  private refusesCalls(): boolean {
+    return this.breaker.enabled && !this.breaker.closed && !this.breaker.pendingClose;
   }
 
   shutdown(): void {
