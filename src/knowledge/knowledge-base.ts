@@ -1,0 +1,75 @@
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import MiniSearch from 'minisearch';
+import { resolve } from 'node:path';
+import { knowledgeConfig } from '../config/knowledge.config.js';
+import { chunkDocument, type Chunk } from './document-chunker.js';
+import { loadDocuments, type LoadedDocuments } from './document-loader.js';
+import type { Excerpt } from './excerpt.js';
+
+interface IndexedChunk {
+  id: number;
+  title: string;
+  text: string;
+}
+
+/** Question words that would otherwise prefix-match half the corpus ("do" → "document", "down"). */
+const STOP_WORDS = new Set(
+  'a an and are as at be by can do does for from how i if in is it its me my of on or should so that the this to was what when where which who why will with you your'.split(' '),
+);
+
+const createIndex = () =>
+  new MiniSearch<IndexedChunk>({
+    fields: ['title', 'text'],
+    processTerm: (term) => (STOP_WORDS.has(term.toLowerCase()) ? null : term.toLowerCase()),
+    searchOptions: { boost: { title: 2 }, prefix: true, fuzzy: 0.2, combineWith: 'OR' },
+  });
+
+/** The documents under KNOWLEDGE_DIR, chunked into excerpts at start-up and searched with BM25. */
+@Injectable()
+export class KnowledgeBase implements OnModuleInit {
+  private readonly logger = new Logger(KnowledgeBase.name);
+  private index = createIndex();
+  /** By MiniSearch id (the position); the index stores only terms. */
+  private chunks: Chunk[] = [];
+  private documentCount = 0;
+
+  constructor(@Inject(knowledgeConfig.KEY) private readonly config: ConfigType<typeof knowledgeConfig>) {}
+
+  get size(): { documents: number; excerpts: number } {
+    return { documents: this.documentCount, excerpts: this.chunks.length };
+  }
+
+  async onModuleInit(): Promise<void> {
+    const dir = resolve(this.config.dir);
+    let loaded: LoadedDocuments;
+    try {
+      loaded = await loadDocuments(dir);
+    } catch (error) {
+      // Without a knowledge base the service still answers from the model and the cache.
+      this.logger.warn(`Knowledge dir ${dir} cannot be read (${error instanceof Error ? error.message : String(error)}); serving no excerpts`);
+      return;
+    }
+    for (const file of loaded.skipped) this.logger.warn(`Skipped ${file.path} in ${dir}: ${file.reason}`);
+    const chunks = loaded.documents.flatMap((document) => chunkDocument(document, { format: document.format }));
+    const index = createIndex();
+    index.addAll(chunks.map(({ title, text }, id) => ({ id, title, text })));
+    this.index = index;
+    this.chunks = chunks;
+    this.documentCount = loaded.documents.length;
+    if (chunks.length === 0) {
+      this.logger.warn(`Knowledge dir ${dir} holds no .md or .txt text; serving no excerpts`);
+    } else {
+      this.logger.log(`Indexed ${loaded.documents.length} documents as ${chunks.length} excerpts from ${dir}`);
+    }
+  }
+
+  /** At most `topK` excerpts, best first; none for a blank query or one that matches nothing. */
+  search(query: string, topK: number): Excerpt[] {
+    if (query.trim() === '') return [];
+    return this.index
+      .search(query)
+      .slice(0, Math.max(0, topK))
+      .map((result) => ({ ...this.chunks[result.id as number], score: Math.round(result.score * 100) / 100 }));
+  }
+}
