@@ -11,7 +11,8 @@ export interface UseCircuitBreakerOptions {
 /**
  * Puts a provider method behind a circuit breaker. Only records metadata: CircuitBreakerExplorer wraps
  * the method at bootstrap. The method's last parameter receives the call's AbortSignal (aborted at the
- * breaker's time-out), so declare it (`signal?: AbortSignal`) and pass it on to the I/O.
+ * breaker's time-out, or when the caller's own signal passed there aborts), so declare it
+ * (`signal?: AbortSignal`) and pass it on to the I/O.
  */
 export const UseCircuitBreaker = (options: UseCircuitBreakerOptions = {}): MethodDecorator =>
   SetMetadata(CIRCUIT_BREAKER_METADATA, options);

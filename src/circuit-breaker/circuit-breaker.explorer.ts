@@ -20,12 +20,15 @@ export class CircuitBreakerExplorer implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    for (const wrapper of this.discovery.getProviders()) this.explore(wrapper);
+    // A provider also registered under an alias (useExisting) is listed twice; wrap it once.
+    const explored = new WeakSet<object>();
+    for (const wrapper of this.discovery.getProviders()) this.explore(wrapper, explored);
   }
 
-  private explore(wrapper: InstanceWrapper): void {
+  private explore(wrapper: InstanceWrapper, explored: WeakSet<object>): void {
     const instance: unknown = wrapper.instance;
-    if (!instance || typeof instance !== 'object') return;
+    if (!instance || typeof instance !== 'object' || explored.has(instance)) return;
+    explored.add(instance);
     const prototype: object | null = Object.getPrototypeOf(instance);
     if (!prototype) return;
     for (const methodName of this.scanner.getAllMethodNames(prototype)) {
@@ -38,21 +41,25 @@ export class CircuitBreakerExplorer implements OnModuleInit {
         this.logger.warn(REQUEST_SCOPED_NOT_SUPPORTED(target));
         continue;
       }
-      (instance as Record<string, unknown>)[methodName] = this.intercept(instance, method as AsyncMethod, options, target);
+      const signalIndex = lastParameterIndex(prototype, methodName, method as AsyncMethod);
+      if (signalIndex < 0) throw new Error(SIGNAL_PARAMETER_REQUIRED(target));
+      (instance as Record<string, unknown>)[methodName] = this.intercept(instance, method as AsyncMethod, signalIndex, options);
     }
   }
 
-  private intercept(instance: object, original: AsyncMethod, options: UseCircuitBreakerOptions, target: string): AsyncMethod {
-    const signalIndex = original.length - 1;
-    if (signalIndex < 0) throw new Error(SIGNAL_PARAMETER_REQUIRED(target));
+  private intercept(instance: object, original: AsyncMethod, signalIndex: number, options: UseCircuitBreakerOptions): AsyncMethod {
     const breaker = this.registry.get(options.name ?? this.registry.defaultName);
-    const guarded = { isFailure: options.isFailure };
-    const circuitBreakerInterceptor: AsyncMethod = (...args) =>
-      breaker.fire((signal) => {
-        const callArgs = [...args];
-        callArgs[signalIndex] = signal;
-        return original.apply(instance, callArgs);
-      }, guarded);
+    const circuitBreakerInterceptor: AsyncMethod = (...args) => {
+      const callerSignal = args[signalIndex];
+      return breaker.fire(
+        (signal) => {
+          const callArgs = [...args];
+          callArgs[signalIndex] = signal;
+          return original.apply(instance, callArgs);
+        },
+        { isFailure: options.isFailure, signal: callerSignal instanceof AbortSignal ? callerSignal : undefined },
+      );
+    };
     // Keep the original's name and metadata so other decorators on the method still find theirs.
     Object.defineProperty(circuitBreakerInterceptor, 'name', { value: original.name });
     for (const key of Reflect.getMetadataKeys(original)) {
@@ -60,4 +67,10 @@ export class CircuitBreakerExplorer implements OnModuleInit {
     }
     return circuitBreakerInterceptor;
   }
+}
+
+/** The declared parameter count from emitted metadata; `Function.length` stops at the first default value. */
+function lastParameterIndex(prototype: object, methodName: string, method: AsyncMethod): number {
+  const parameterTypes: unknown = Reflect.getMetadata('design:paramtypes', prototype, methodName);
+  return (Array.isArray(parameterTypes) ? parameterTypes.length : method.length) - 1;
 }

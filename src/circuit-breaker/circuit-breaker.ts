@@ -5,7 +5,7 @@ import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js'
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
 export interface CircuitBreakerOptions {
-  /** false: calls go straight through (no fast-fail); the time-out still applies. */
+  /** false: calls go straight through (no fast-fail); the time-out still applies and stats are still kept. */
   enabled: boolean;
   /** Consecutive failures that open the circuit. */
   failureThreshold: number;
@@ -18,6 +18,8 @@ export interface CircuitBreakerOptions {
 export interface GuardedCallOptions {
   /** Which errors say the upstream is unwell. Others (a bad request) reach the caller without counting. */
   isFailure?: (error: unknown) => boolean;
+  /** The caller's own signal (e.g. its client went away); aborting it aborts the call, which then does not count. */
+  signal?: AbortSignal;
 }
 
 export interface CircuitBreakerStats {
@@ -43,15 +45,15 @@ export interface CircuitBreakerSnapshot {
 
 type Task<T> = (signal: AbortSignal) => Promise<T>;
 
-interface GuardedCall {
-  run: () => Promise<unknown>;
-  isFailure: (error: unknown) => boolean;
+/** A call that ended in an error that is not the upstream's fault: opossum sees it settle, we rethrow it. */
+class NeutralOutcome {
+  constructor(readonly error: unknown) {}
 }
 
-const everyErrorIsAFailure = () => true;
+/** Ends a call still running: aborts its signal with `reason` and rejects its promise with it. */
+type AbortInFlight = (reason: Error) => void;
 
-/** opossum calls its errorFilter with the fired arguments after the error (its typings omit them). */
-const isNeutral = (error: unknown, call: GuardedCall): boolean => !(error instanceof CallTimeoutError || call.isFailure(error));
+const everyErrorIsAFailure = () => true;
 
 /**
  * One named breaker: opossum's state machine (open → half-open after the reset time-out, exactly one
@@ -60,8 +62,9 @@ const isNeutral = (error: unknown, call: GuardedCall): boolean => !(error instan
  */
 export class CircuitBreaker {
   private readonly logger = new Logger(CircuitBreaker.name);
-  private readonly breaker: Opossum<[GuardedCall], unknown>;
+  private readonly breaker: Opossum<[() => Promise<unknown>], unknown>;
   private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, fallbacks: 0 };
+  private readonly inFlight = new Set<AbortInFlight>();
   private consecutiveFailures = 0;
   private openedAt?: number;
   private lastState: CircuitState = 'closed';
@@ -70,9 +73,9 @@ export class CircuitBreaker {
     readonly name: string,
     private readonly options: CircuitBreakerOptions,
   ) {
-    this.breaker = new Opossum((call: GuardedCall) => call.run(), {
+    // Always enabled underneath, so stats are kept; `options.enabled: false` only means it never opens.
+    this.breaker = new Opossum((run: () => Promise<unknown>) => run(), {
       name,
-      enabled: options.enabled,
       resetTimeout: options.resetTimeoutMs,
       // Our own per-call timer aborts the call's signal; opossum's would only stop waiting for it.
       timeout: false,
@@ -81,7 +84,6 @@ export class CircuitBreaker {
       errorThresholdPercentage: 100,
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
-      errorFilter: isNeutral as (error: unknown) => boolean,
     });
     this.breaker.on('success', (result: unknown) => this.onSuccess(result));
     this.breaker.on('failure', (error: unknown) => this.onFailure(error));
@@ -103,8 +105,9 @@ export class CircuitBreaker {
       this.counts.rejects++;
       return Promise.reject(new CircuitOpenError(this.name, this.retryAfterSeconds()));
     }
-    const call: GuardedCall = { run: () => this.runWithTimeout(task), isFailure: options.isFailure ?? everyErrorIsAFailure };
-    return this.breaker.fire(call) as Promise<T>;
+    const isFailure = options.isFailure ?? everyErrorIsAFailure;
+    const run = () => this.runWithTimeout(task, options.signal).catch((error: unknown) => this.settleError(error, isFailure, options.signal));
+    return this.breaker.fire(run).then((result) => (result instanceof NeutralOutcome ? Promise.reject(result.error) : (result as T)));
   }
 
   /** The caller served a fallback answer because a call through this breaker did not succeed. */
@@ -137,26 +140,34 @@ export class CircuitBreaker {
     };
   }
 
-  /** opossum's own rule: open, or half-open with the single trial already taken. */
-  private refusesCalls(): boolean {
-    return this.breaker.enabled && !this.breaker.closed && !this.breaker.pendingClose;
-  }
-
+  /** Stops the reset timer and aborts calls still in flight, so nothing outlives the app. */
   shutdown(): void {
+    for (const abort of this.inFlight) abort(new Error(`Circuit "${this.name}" shut down`));
     this.breaker.shutdown();
   }
 
-  private runWithTimeout<T>(task: Task<T>): Promise<T> {
+  /** opossum's own rule: open, or half-open with the single trial already taken. */
+  private refusesCalls(): boolean {
+    return !this.breaker.closed && !this.breaker.pendingClose;
+  }
+
+  private runWithTimeout<T>(task: Task<T>, callerSignal?: AbortSignal): Promise<T> {
     const controller = new AbortController();
+    const signal = callerSignal ? AbortSignal.any([controller.signal, callerSignal]) : controller.signal;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const error = new CallTimeoutError(this.name, this.options.timeoutMs);
-        controller.abort(error);
-        reject(error);
-      }, this.options.timeoutMs);
-      const settle = () => clearTimeout(timer);
+      const settle = () => {
+        clearTimeout(timer);
+        this.inFlight.delete(abort);
+      };
+      const abort: AbortInFlight = (reason) => {
+        settle();
+        controller.abort(reason);
+        reject(reason);
+      };
+      const timer = setTimeout(() => abort(new CallTimeoutError(this.name, this.options.timeoutMs)), this.options.timeoutMs);
+      this.inFlight.add(abort);
       try {
-        task(controller.signal).then(resolve, reject).finally(settle);
+        task(signal).then(resolve, reject).finally(settle);
       } catch (error) {
         settle();
         reject(error);
@@ -164,10 +175,25 @@ export class CircuitBreaker {
     });
   }
 
+  /** Failures go on to opossum as errors; anything else settles as a NeutralOutcome, counted neither way. */
+  private settleError(error: unknown, isFailure: (error: unknown) => boolean, callerSignal?: AbortSignal): NeutralOutcome {
+    if (error instanceof CallTimeoutError) throw error;
+    if (callerSignal?.aborted) return new NeutralOutcome(error);
+    let counts = true;
+    try {
+      counts = isFailure(error);
+    } catch {
+      // A classifier that throws cannot vouch for the upstream: count it.
+    }
+    if (counts) throw error;
+    return new NeutralOutcome(error);
+  }
+
   private onSuccess(result: unknown): void {
+    // A request-specific rejection neither counts as a failure nor proves the upstream healthy.
+    if (result instanceof NeutralOutcome) return;
     this.consecutiveFailures = 0;
-    // opossum reports an error its filter let through as a "success"; it is not one for our counts.
-    if (!(result instanceof Error)) this.counts.successes++;
+    this.counts.successes++;
   }
 
   private onFailure(error: unknown): void {
@@ -175,7 +201,7 @@ export class CircuitBreaker {
     if (error instanceof CallTimeoutError) this.counts.timeouts++;
     this.consecutiveFailures++;
     // A failed half-open trial re-opens through opossum itself; here only the closed circuit trips.
-    if (this.breaker.closed && this.consecutiveFailures >= this.options.failureThreshold) this.breaker.open();
+    if (this.options.enabled && this.breaker.closed && this.consecutiveFailures >= this.options.failureThreshold) this.breaker.open();
   }
 
   private onTransition(to: CircuitState): void {

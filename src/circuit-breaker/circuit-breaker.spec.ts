@@ -1,0 +1,614 @@
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
+import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+
+// Every time rule runs on Jest's fake clock; tasks are small async functions whose outcome the test controls.
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (reason: unknown) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+type Outcome<T> = { status: 'fulfilled'; value: T } | { status: 'rejected'; reason: unknown } | { status: 'pending' };
+
+/** Observes a promise without ever leaving a rejection unhandled; `current()` says how it stands now. */
+function track<T>(promise: Promise<T>): { current: () => Outcome<T>; settled: Promise<Outcome<T>> } {
+  let outcome: Outcome<T> = { status: 'pending' };
+  const settled = promise.then(
+    (value): Outcome<T> => (outcome = { status: 'fulfilled', value }),
+    (reason: unknown): Outcome<T> => (outcome = { status: 'rejected', reason }),
+  );
+  return { current: () => outcome, settled };
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  const outcome = await track(promise).settled;
+  if (outcome.status !== 'rejected') throw new Error(`expected a rejection, got ${outcome.status}`);
+  return outcome.reason;
+}
+
+class UpstreamDown extends Error {}
+class BadRequest extends Error {}
+
+const upstreamDown = () => Promise.reject(new UpstreamDown('503'));
+const ok = () => Promise.resolve('ok');
+const never = () => new Promise<never>(() => undefined);
+const isOutage = (error: unknown) => !(error instanceof BadRequest);
+
+const START = new Date('2030-01-01T00:00:00.000Z');
+const OPTIONS: CircuitBreakerOptions = { enabled: true, failureThreshold: 5, timeoutMs: 1_000, resetTimeoutMs: 30_000 };
+
+describe('CircuitBreaker', () => {
+  let breakers: CircuitBreaker[];
+  let logSpy: jest.Spied<Logger['log']>;
+
+  function breakerWith(overrides: Partial<CircuitBreakerOptions> = {}): CircuitBreaker {
+    const breaker = new CircuitBreaker('upstream', { ...OPTIONS, ...overrides });
+    breakers.push(breaker);
+    return breaker;
+  }
+
+  async function failTimes(breaker: CircuitBreaker, times: number): Promise<void> {
+    for (let i = 0; i < times; i++) await rejectionOf(breaker.fire(upstreamDown));
+  }
+
+  async function openedBreaker(overrides: Partial<CircuitBreakerOptions> = {}): Promise<CircuitBreaker> {
+    const breaker = breakerWith(overrides);
+    await failTimes(breaker, breaker.snapshot().failureThreshold);
+    expect(breaker.state).toBe('open');
+    return breaker;
+  }
+
+  beforeEach(() => {
+    jest.useFakeTimers({ now: START });
+    breakers = [];
+    logSpy = jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+  });
+
+  afterEach(() => {
+    for (const breaker of breakers) breaker.shutdown();
+    logSpy.mockRestore();
+    jest.useRealTimers();
+  });
+
+  describe('opening on consecutive failures', () => {
+    it('stays closed after one failure fewer than the threshold', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 4);
+      expect(breaker.state).toBe('closed');
+      expect(breaker.snapshot().failures).toBe(4);
+    });
+
+    it('opens after failureThreshold consecutive failures', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 5);
+      expect(breaker.state).toBe('open');
+    });
+
+    it('forgets earlier failures after a success: 4 failures, 1 success, 4 failures leave it closed', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 4);
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(breaker.snapshot().failures).toBe(0);
+      await failTimes(breaker, 4);
+      expect(breaker.state).toBe('closed');
+      await failTimes(breaker, 1);
+      expect(breaker.state).toBe('open');
+    });
+
+    it('opens on a threshold of 1 at the first failure', async () => {
+      const breaker = breakerWith({ failureThreshold: 1 });
+      await failTimes(breaker, 1);
+      expect(breaker.state).toBe('open');
+    });
+
+    it('is never opened by opossum’s error percentage while failures alternate with successes', async () => {
+      const breaker = breakerWith();
+      for (let i = 0; i < 50; i++) {
+        await rejectionOf(breaker.fire(upstreamDown));
+        await breaker.fire(ok);
+      }
+      expect(breaker.state).toBe('closed');
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 50, failures: 50 });
+    });
+
+    it('stays closed after 3 failures out of 3 calls with a threshold of 5 (100% errors)', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 3);
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('is not opened by the error percentage of many failed calls spread over a long time', async () => {
+      const breaker = breakerWith({ failureThreshold: 3 });
+      for (let i = 0; i < 20; i++) {
+        await failTimes(breaker, 2);
+        await breaker.fire(ok);
+        await jest.advanceTimersByTimeAsync(700);
+      }
+      expect(breaker.state).toBe('closed');
+    });
+  });
+
+  describe('while open', () => {
+    it('rejects with CircuitOpenError without calling the task', async () => {
+      const breaker = await openedBreaker();
+      const task = jest.fn(ok);
+      const error = await rejectionOf(breaker.fire(task));
+      expect(error).toBeInstanceOf(CircuitOpenError);
+      expect(error).toMatchObject({ code: 'EOPENBREAKER', breaker: 'upstream', retryAfterSeconds: 30 });
+      expect(task).not.toHaveBeenCalled();
+    });
+
+    it('counts every refused call as a reject', async () => {
+      const breaker = await openedBreaker();
+      await rejectionOf(breaker.fire(ok));
+      await rejectionOf(breaker.fire(ok));
+      expect(breaker.snapshot().stats.rejects).toBe(2);
+    });
+  });
+
+  describe('half-open trial', () => {
+    it('stays open until resetTimeoutMs has passed, then turns half_open', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(29_999);
+      expect(breaker.state).toBe('open');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(breaker.state).toBe('half_open');
+    });
+
+    it('lets exactly one trial call through and rejects the calls fired meanwhile at once', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trial = deferred<string>();
+      const trialTask = jest.fn(() => trial.promise);
+      const trialCall = track(breaker.fire(trialTask));
+
+      const others = [jest.fn(ok), jest.fn(ok), jest.fn(ok)];
+      const errors = await Promise.all(others.map((task) => rejectionOf(breaker.fire(task))));
+
+      expect(trialCall.current().status).toBe('pending');
+      for (const error of errors) expect(error).toBeInstanceOf(CircuitOpenError);
+      for (const task of others) expect(task).not.toHaveBeenCalled();
+      expect(trialTask).toHaveBeenCalledTimes(1);
+      trial.resolve('recovered');
+      await expect(trialCall.settled).resolves.toEqual({ status: 'fulfilled', value: 'recovered' });
+    });
+
+    it('closes after a successful trial with the failure counter back at 0', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(breaker.state).toBe('closed');
+      expect(breaker.snapshot().failures).toBe(0);
+      const task = jest.fn(ok);
+      await breaker.fire(task);
+      expect(task).toHaveBeenCalledTimes(1);
+    });
+
+    it('needs the full threshold of new failures to open again after a successful trial', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await breaker.fire(ok);
+      await failTimes(breaker, 4);
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('re-opens after a failed trial for another full resetTimeoutMs', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trialError = await rejectionOf(breaker.fire(upstreamDown));
+      expect(trialError).toBeInstanceOf(UpstreamDown);
+      expect(breaker.state).toBe('open');
+      const task = jest.fn(ok);
+      expect(await rejectionOf(breaker.fire(task))).toBeInstanceOf(CircuitOpenError);
+      expect(task).not.toHaveBeenCalled();
+
+      await jest.advanceTimersByTimeAsync(29_999);
+      expect(breaker.state).toBe('open');
+      await jest.advanceTimersByTimeAsync(1);
+      expect(breaker.state).toBe('half_open');
+    });
+
+    it('re-opens when the trial times out', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trial = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      const outcome = trial.current();
+      expect(outcome.status).toBe('rejected');
+      expect(outcome.status === 'rejected' && outcome.reason).toBeInstanceOf(CallTimeoutError);
+      expect(breaker.state).toBe('open');
+      await jest.advanceTimersByTimeAsync(29_999);
+      expect(breaker.state).toBe('open');
+    });
+  });
+
+  describe('time-out', () => {
+    it('aborts the call’s signal with a CallTimeoutError at timeoutMs and rejects fire with it', async () => {
+      const breaker = breakerWith();
+      let seen: AbortSignal | undefined;
+      const call = track(
+        breaker.fire((signal) => {
+          seen = signal;
+          return never();
+        }),
+      );
+      await jest.advanceTimersByTimeAsync(999);
+      expect(seen?.aborted).toBe(false);
+      expect(call.current().status).toBe('pending');
+
+      await jest.advanceTimersByTimeAsync(1);
+      expect(seen?.aborted).toBe(true);
+      expect(seen?.reason).toBeInstanceOf(CallTimeoutError);
+      expect(seen?.reason).toMatchObject({ code: 'ETIMEDOUT', breaker: 'upstream', timeoutMs: 1_000 });
+      const outcome = call.current();
+      expect(outcome.status === 'rejected' && outcome.reason).toBe(seen?.reason);
+    });
+
+    it('rejects a task that ignores its signal at the time-out', async () => {
+      const breaker = breakerWith();
+      const call = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      const outcome = call.current();
+      expect(outcome.status === 'rejected' && outcome.reason).toBeInstanceOf(CallTimeoutError);
+    });
+
+    it('counts a time-out as a failure and as a timeout', async () => {
+      const breaker = breakerWith();
+      const call = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await call.settled;
+      expect(breaker.snapshot()).toMatchObject({ failures: 1, stats: { failures: 1, timeouts: 1, successes: 0 } });
+    });
+
+    it('opens after failureThreshold consecutive time-outs', async () => {
+      const breaker = breakerWith({ failureThreshold: 2 });
+      const first = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await first.settled;
+      const second = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await second.settled;
+      expect(breaker.state).toBe('open');
+    });
+
+    it('counts a time-out even when isFailure would call the error harmless', async () => {
+      const breaker = breakerWith();
+      const call = track(breaker.fire(never, { isFailure: () => false }));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await call.settled;
+      expect(breaker.snapshot().stats).toMatchObject({ failures: 1, timeouts: 1 });
+    });
+
+    it('gives each call its own signal: one call’s time-out does not abort another call in flight', async () => {
+      const breaker = breakerWith();
+      const signals: AbortSignal[] = [];
+      const second = deferred<string>();
+      const firstCall = track(
+        breaker.fire((signal) => {
+          signals.push(signal);
+          return never();
+        }),
+      );
+      await jest.advanceTimersByTimeAsync(500);
+      const secondCall = track(
+        breaker.fire((signal) => {
+          signals.push(signal);
+          return second.promise;
+        }),
+      );
+      await jest.advanceTimersByTimeAsync(500);
+
+      expect(firstCall.current().status).toBe('rejected');
+      expect(signals[0]?.aborted).toBe(true);
+      expect(signals[1]?.aborted).toBe(false);
+      expect(secondCall.current().status).toBe('pending');
+      second.resolve('second answer');
+      await expect(secondCall.settled).resolves.toEqual({ status: 'fulfilled', value: 'second answer' });
+      expect(signals[1]?.aborted).toBe(false);
+    });
+
+    it('does not abort the signal of a call that finished in time', async () => {
+      const breaker = breakerWith();
+      let seen: AbortSignal | undefined;
+      await breaker.fire(async (signal) => {
+        seen = signal;
+        return 'fast';
+      });
+      await jest.advanceTimersByTimeAsync(5_000);
+      expect(seen?.aborted).toBe(false);
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 1, failures: 0, timeouts: 0 });
+    });
+  });
+
+  describe('what the caller gets back', () => {
+    it('resolves with the task’s value', async () => {
+      const breaker = breakerWith();
+      await expect(breaker.fire(() => Promise.resolve({ text: 'hi' }))).resolves.toEqual({ text: 'hi' });
+    });
+
+    it('rejects with the task’s own rejection, even one without a reason', async () => {
+      const breaker = breakerWith();
+      const outcome = await track(breaker.fire(() => Promise.reject(undefined))).settled;
+      expect(outcome).toStrictEqual({ status: 'rejected', reason: undefined });
+    });
+  });
+
+  describe('errors that are not the upstream’s fault (isFailure → false)', () => {
+    it('reaches the caller unchanged', async () => {
+      const breaker = breakerWith();
+      const badRequest = new BadRequest('422: prompt too long');
+      const error = await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { isFailure: isOutage }));
+      expect(error).toBe(badRequest);
+    });
+
+    it('never opens the circuit, however many arrive', async () => {
+      const breaker = breakerWith();
+      for (let i = 0; i < 10; i++) {
+        await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+      }
+      expect(breaker.state).toBe('closed');
+      expect(breaker.snapshot().failures).toBe(0);
+    });
+
+    it('is counted neither as a failure nor as a success', async () => {
+      const breaker = breakerWith();
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 0, failures: 0, timeouts: 0 });
+    });
+
+    it('does not reset the consecutive failure count: 4 failures, 1 rejected request, 1 failure open the circuit', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 4);
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+      expect(breaker.snapshot().failures).toBe(4);
+      await failTimes(breaker, 1);
+      expect(breaker.state).toBe('open');
+    });
+
+    it('still counts the errors isFailure accepts', async () => {
+      const breaker = breakerWith();
+      for (let i = 0; i < 5; i++) await rejectionOf(breaker.fire(upstreamDown, { isFailure: isOutage }));
+      expect(breaker.state).toBe('open');
+    });
+  });
+
+  describe('disabled (enabled: false)', () => {
+    it('never opens and always calls the task, however many calls fail', async () => {
+      const breaker = breakerWith({ enabled: false, failureThreshold: 2 });
+      const task = jest.fn(upstreamDown);
+      for (let i = 0; i < 10; i++) expect(await rejectionOf(breaker.fire(task))).toBeInstanceOf(UpstreamDown);
+      expect(task).toHaveBeenCalledTimes(10);
+      expect(breaker.state).toBe('closed');
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+    });
+
+    it('still aborts and rejects a call at the time-out', async () => {
+      const breaker = breakerWith({ enabled: false });
+      let seen: AbortSignal | undefined;
+      const call = track(
+        breaker.fire((signal) => {
+          seen = signal;
+          return never();
+        }),
+      );
+      await jest.advanceTimersByTimeAsync(999);
+      expect(call.current().status).toBe('pending');
+      await jest.advanceTimersByTimeAsync(1);
+      const outcome = call.current();
+      expect(outcome.status === 'rejected' && outcome.reason).toBeInstanceOf(CallTimeoutError);
+      expect(seen?.reason).toBeInstanceOf(CallTimeoutError);
+    });
+
+    it('still counts successes, failures and time-outs in its stats', async () => {
+      const breaker = breakerWith({ enabled: false });
+      await breaker.fire(ok);
+      await rejectionOf(breaker.fire(upstreamDown));
+      const timedOut = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await timedOut.settled;
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 1, failures: 2, timeouts: 1 });
+    });
+  });
+
+  describe('retryAfterSeconds', () => {
+    it('counts the seconds to the trial, rounded up', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(10_200);
+      expect(breaker.retryAfterSeconds()).toBe(20);
+      const error = await rejectionOf(breaker.fire(ok));
+      expect(error).toMatchObject({ retryAfterSeconds: 20 });
+    });
+
+    it('is at least 1 just before the trial', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(29_900);
+      expect(breaker.retryAfterSeconds()).toBe(1);
+    });
+
+    it('is still 1 when the trial is overdue but its timer has not run yet', async () => {
+      const breaker = await openedBreaker();
+      jest.setSystemTime(START.getTime() + 45_000);
+      expect(breaker.state).toBe('open');
+      expect(breaker.retryAfterSeconds()).toBe(1);
+    });
+
+    it('rounds a fraction of a second up, never down', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(10_700);
+      expect(breaker.retryAfterSeconds()).toBe(20);
+    });
+
+    it('is the whole reset time right after opening, rounded up', async () => {
+      const breaker = await openedBreaker({ resetTimeoutMs: 2_400 });
+      expect(breaker.retryAfterSeconds()).toBe(3);
+    });
+
+    it('tells the calls refused during the half-open trial to retry in 1 second', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trial = deferred<string>();
+      const trialCall = track(breaker.fire(() => trial.promise));
+      expect(await rejectionOf(breaker.fire(ok))).toMatchObject({ retryAfterSeconds: 1 });
+      trial.resolve('ok');
+      await trialCall.settled;
+    });
+  });
+
+  describe('snapshot', () => {
+    it('shows a closed breaker without openedAt or nextAttemptAt', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 2);
+      const snapshot = breaker.snapshot();
+      expect(snapshot).toMatchObject({ name: 'upstream', state: 'closed', enabled: true, failures: 2, failureThreshold: 5 });
+      expect(snapshot).not.toHaveProperty('openedAt');
+      expect(snapshot).not.toHaveProperty('nextAttemptAt');
+    });
+
+    it('shows when an open breaker opened and when its trial is due, as ISO strings', async () => {
+      const breaker = breakerWith();
+      await jest.advanceTimersByTimeAsync(4_000);
+      await failTimes(breaker, 5);
+      expect(breaker.snapshot()).toMatchObject({
+        state: 'open',
+        failures: 5,
+        openedAt: '2030-01-01T00:00:04.000Z',
+        nextAttemptAt: '2030-01-01T00:00:34.000Z',
+      });
+    });
+
+    it('drops openedAt and nextAttemptAt once half-open', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const snapshot = breaker.snapshot();
+      expect(snapshot.state).toBe('half_open');
+      expect(snapshot).not.toHaveProperty('openedAt');
+      expect(snapshot).not.toHaveProperty('nextAttemptAt');
+    });
+
+    it('moves nextAttemptAt a full period past a failed trial', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.snapshot()).toMatchObject({
+        openedAt: '2030-01-01T00:00:30.000Z',
+        nextAttemptAt: '2030-01-01T00:01:00.000Z',
+      });
+    });
+
+    it('counts successes, failures, rejects and fallbacks since start', async () => {
+      const breaker = breakerWith({ failureThreshold: 2 });
+      await breaker.fire(ok);
+      await breaker.fire(ok);
+      await failTimes(breaker, 2);
+      await rejectionOf(breaker.fire(ok));
+      breaker.recordFallback();
+      breaker.recordFallback();
+      breaker.recordFallback();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await breaker.fire(ok);
+      expect(breaker.snapshot().stats).toEqual({ successes: 3, failures: 2, timeouts: 0, rejects: 1, fallbacks: 3 });
+    });
+
+    it('keeps its stats when the circuit closes again', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await breaker.fire(ok);
+      expect(breaker.snapshot().stats).toMatchObject({ failures: 5, successes: 1 });
+    });
+  });
+
+  describe('transition log', () => {
+    function transitions(): Array<Record<string, unknown>> {
+      return logSpy.mock.calls
+        .map(([message]) => message as unknown)
+        .filter((message): message is Record<string, unknown> => {
+          return typeof message === 'object' && message !== null && (message as { event?: unknown }).event === 'circuit_breaker_transition';
+        });
+    }
+
+    it('logs nothing while the circuit stays closed', async () => {
+      const breaker = breakerWith();
+      await failTimes(breaker, 4);
+      await breaker.fire(ok);
+      expect(transitions()).toEqual([]);
+    });
+
+    it('logs every transition once, as a structured object', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      await rejectionOf(breaker.fire(upstreamDown));
+      await jest.advanceTimersByTimeAsync(30_000);
+      await breaker.fire(ok);
+
+      expect(transitions()).toEqual([
+        {
+          event: 'circuit_breaker_transition',
+          breaker: 'upstream',
+          from: 'closed',
+          to: 'open',
+          failures: 5,
+          nextAttemptAt: '2030-01-01T00:00:30.000Z',
+        },
+        { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'open', to: 'half_open', failures: 5, nextAttemptAt: null },
+        {
+          event: 'circuit_breaker_transition',
+          breaker: 'upstream',
+          from: 'half_open',
+          to: 'open',
+          failures: 6,
+          nextAttemptAt: '2030-01-01T00:01:00.000Z',
+        },
+        { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'open', to: 'half_open', failures: 6, nextAttemptAt: null },
+        { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'half_open', to: 'closed', failures: 0, nextAttemptAt: null },
+      ]);
+    });
+
+    it('logs one transition when concurrent failures pass the threshold together', async () => {
+      const breaker = breakerWith({ failureThreshold: 2 });
+      const pending = [deferred<string>(), deferred<string>(), deferred<string>()];
+      const calls = pending.map((d) => track(breaker.fire(() => d.promise)));
+      for (const d of pending) d.reject(new UpstreamDown('503'));
+      await Promise.all(calls.map((call) => call.settled));
+      expect(breaker.state).toBe('open');
+      expect(transitions().map(({ from, to }) => `${String(from)}→${String(to)}`)).toEqual(['closed→open']);
+    });
+  });
+
+  describe('shutdown', () => {
+    it('leaves no timer behind after the circuit has opened', async () => {
+      const breaker = await openedBreaker();
+      breaker.shutdown();
+      expect(jest.getTimerCount()).toBe(0);
+    });
+
+    it('leaves no timer behind for a call still in flight', async () => {
+      const breaker = breakerWith();
+      const call = track(breaker.fire(never));
+      breaker.shutdown();
+      expect(jest.getTimerCount()).toBe(0);
+      await jest.advanceTimersByTimeAsync(1_000);
+      await call.settled;
+    });
+
+    it('calls no task after shutdown', async () => {
+      const breaker = breakerWith();
+      breaker.shutdown();
+      const task = jest.fn(ok);
+      await rejectionOf(breaker.fire(task));
+      expect(task).not.toHaveBeenCalled();
+    });
+  });
+});
