@@ -16,6 +16,6 @@ export function createHttpAdapter(): FastifyAdapter {
 
 /** What main.ts and the e2e suites both apply, so tests exercise the app users run. */
 export function configureApp(app: NestFastifyApplication): NestFastifyApplication {
-  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: true }));
   return app;
 }
