@@ -42,42 +42,45 @@ const ToBoolean = () =>
 const EmptyAsUnset = () =>
   Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() === '' ? undefined : value));
 
-/** Every variable of the contract, with its embedded default. */
+/**
+ * Every variable of the contract, with its embedded default. class-validator runs decorators right to
+ * left and stops at the first error, so each type check stands last.
+ */
 export class Environment {
   @IsIn(['development', 'production', 'test'])
   NODE_ENV: 'development' | 'production' | 'test' = 'development';
 
-  @IsInt() @Min(0) @Max(65535)
+  @Min(0) @Max(65535) @IsInt()
   PORT: number = 3000;
 
-  @IsString() @MinLength(1)
+  @MinLength(1) @IsString()
   HOST: string = '0.0.0.0';
 
   @EmptyAsUnset() @IsOptional() @IsString()
   HF_TOKEN?: string;
 
-  @IsString() @MinLength(1)
+  @MinLength(1) @IsString()
   HF_MODEL: string = 'meta-llama/Llama-3.1-8B-Instruct';
 
   @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['http', 'https'], require_tld: false, require_protocol: true })
   HF_ENDPOINT_URL?: string;
 
-  @IsInt() @Min(1) @Max(100_000)
+  @Min(1) @Max(100_000) @IsInt()
   HF_MAX_NEW_TOKENS: number = 512;
 
-  @IsNumber() @Min(0) @Max(2)
+  @Min(0) @Max(2) @IsNumber()
   HF_TEMPERATURE: number = 0.2;
 
   @ToBoolean() @IsBoolean()
   CIRCUIT_BREAKER_ENABLED: boolean = true;
 
-  @IsInt() @Min(1)
+  @Min(1) @IsInt()
   CIRCUIT_BREAKER_FAIL_THRESHOLD: number = 5;
 
-  @IsNumber() @IsPositive()
+  @IsPositive() @IsNumber()
   CIRCUIT_BREAKER_TIMEOUT_SECONDS: number = 30;
 
-  @IsNumber() @IsPositive()
+  @IsPositive() @IsNumber()
   CIRCUIT_BREAKER_RESET_TIMEOUT: number = 30;
 
   @Matches(/^[a-z0-9][a-z0-9_.-]*$/i, { message: 'must be letters, digits, "_", "-" or "."' })
@@ -86,20 +89,20 @@ export class Environment {
   @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
   REDIS_URL?: string;
 
-  @IsInt() @IsPositive()
+  @IsPositive() @IsInt()
   CACHE_TTL_SECONDS: number = 3600;
 
-  @IsInt() @IsPositive()
+  @IsPositive() @IsInt()
   CACHE_STALE_TTL_SECONDS: number = 86_400;
 
-  @IsString() @MinLength(1)
+  @MinLength(1) @IsString()
   KNOWLEDGE_DIR: string = './data/knowledge';
 
   /** At most 10 000 so a valid body always fits the 64 KiB body limit (see app.setup.ts). */
-  @IsInt() @Min(1) @Max(10_000)
+  @Min(1) @Max(10_000) @IsInt()
   ASSISTANT_MAX_QUERY_LENGTH: number = 2000;
 
-  @IsNumber() @Min(0)
+  @Min(0) @IsNumber()
   SHUTDOWN_DRAIN_SECONDS: number = 5;
 }
 
