@@ -7,6 +7,7 @@ export type RedisClient = ReturnType<typeof createClient>;
 
 /** How long start-up waits for a first connection before serving without the cache. */
 const FIRST_CONNECT_GRACE_MS = 2000;
+const QUIT_TIMEOUT_MS = 1000;
 
 /**
  * The node-redis client behind the answer cache, when REDIS_URL is set. It never crashes the process:
@@ -41,12 +42,12 @@ export class RedisConnection implements OnModuleInit, OnApplicationShutdown {
   }
 
   async onApplicationShutdown(): Promise<void> {
-    if (!this.client?.isOpen) return;
-    try {
-      await this.client.quit();
-    } catch {
-      await this.client.disconnect().catch(() => undefined);
-    }
+    const client = this.client;
+    if (!client?.isOpen) return;
+    // QUIT on a client that is reconnecting is queued and never answered: just drop the socket then.
+    const quit = client.isReady ? client.quit() : Promise.reject(new Error('not connected'));
+    const gaveUp = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('QUIT timed out')), QUIT_TIMEOUT_MS).unref());
+    await Promise.race([quit, gaveUp]).catch(() => client.disconnect().catch(() => undefined));
   }
 
   private onError(error: Error): void {
