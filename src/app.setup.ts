@@ -1,6 +1,7 @@
 import { ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ApplicationReadiness } from './health/application-readiness.js';
 
 /** Larger than any valid body (a 10 000-character query fully \u-escaped is ~60 KB); past it, 413. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -17,5 +18,17 @@ export function createHttpAdapter(): FastifyAdapter {
 /** What main.ts and the e2e suites both apply, so tests exercise the app users run. */
 export function configureApp(app: NestFastifyApplication): NestFastifyApplication {
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: true }));
+  closeConnectionsWhileDraining(app);
   return app;
+}
+
+/** A keep-alive connection would outlive the drain (Fastify keeps them 72 s): once draining, each response closes its own. */
+function closeConnectionsWhileDraining(app: NestFastifyApplication): void {
+  const readiness = app.get(ApplicationReadiness);
+  app
+    .getHttpAdapter()
+    .getInstance()
+    .addHook('onSend', async (_request, reply) => {
+      if (readiness.draining) void reply.header('connection', 'close');
+    });
 }

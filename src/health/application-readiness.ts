@@ -18,6 +18,10 @@ export class ApplicationReadiness implements OnApplicationBootstrap {
     this.phase = 'draining';
   }
 
+  get draining(): boolean {
+    return this.phase === 'draining';
+  }
+
   isHealthy(key = 'readiness'): HealthIndicatorResult {
     const indicator = this.health.check(key);
     return this.phase === 'ready' ? indicator.up({ phase: this.phase }) : indicator.down({ phase: this.phase });
