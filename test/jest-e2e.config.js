@@ -30,4 +30,5 @@ export default {
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },
   testTimeout: 20_000,
+  globalSetup: '<rootDir>/test/global-setup.js',
 };

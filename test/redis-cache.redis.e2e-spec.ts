@@ -1,0 +1,308 @@
+// The answer cache on a real redis-server shared by replicas: sharing, health, outages, reconnection, stale-while-open.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { ConsoleLogger, Logger } from '@nestjs/common';
+import { killAppProcesses, startAppProcess } from './support/app-process.js';
+import { FakeHfUpstream } from './support/fake-hf-upstream.js';
+import { RedisTestServer } from './support/redis-server.js';
+import { startTestApp, type TestApp } from './support/test-app.js';
+
+interface Reply {
+  status: number;
+  body: Record<string, unknown>;
+  /** Wall-clock time from request to full body. */
+  ms: number;
+}
+
+const HTTP_TIMEOUT_MS = 5000;
+/** node-redis backs off up to 2 s between attempts; a reconnect shows within a few of them. */
+const RECONNECT_DEADLINE_MS = 10_000;
+
+let redis: RedisTestServer;
+let redisRunning = false;
+let upstream: FakeHfUpstream;
+const replicas: TestApp[] = [];
+/** What the apps in this process wrote to stdout and stderr during the current test. */
+let written = '';
+let restoreWrites: () => void = () => undefined;
+let nextQuestion = 0;
+
+beforeAll(async () => {
+  [redis, upstream] = await Promise.all([RedisTestServer.start(), FakeHfUpstream.start()]);
+  redisRunning = true;
+  restoreWrites = captureWrites();
+});
+
+beforeEach(async () => {
+  upstream.reset();
+  if (!redisRunning) await startRedis();
+  written = '';
+});
+
+afterEach(async () => {
+  // An app closed while Redis is down never finishes closing (see "shutting down while Redis is down"),
+  // so Redis comes back and every replica reconnects before the replicas close.
+  if (!redisRunning) await startRedis();
+  await Promise.all(replicas.map((replica) => pollUntil(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS)));
+  await Promise.all(replicas.splice(0).map((replica) => replica.close()));
+});
+
+afterAll(async () => {
+  await Promise.all(replicas.splice(0).map((replica) => replica.close()));
+  await killAppProcesses();
+  await redis.stop();
+  await upstream.close();
+  restoreWrites();
+});
+
+/**
+ * Records every write to stdout/stderr. The app's own log lines are kept out of the test output; anything else
+ * (Jest's reporter runs in this process with --runInBand) passes through.
+ */
+function captureWrites(): () => void {
+  const restorers = (['stdout', 'stderr'] as const).map((name) => {
+    const stream = process[name];
+    const original = stream.write;
+    const capture = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
+      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+      written += text;
+      if (text.includes('[Nest]')) return true;
+      return (original as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean).call(stream, chunk, ...rest);
+    };
+    stream.write = capture as typeof stream.write;
+    return () => {
+      stream.write = original;
+    };
+  });
+  return () => restorers.forEach((restore) => restore());
+}
+
+/** Another replica of the service, in this process, on the shared Redis. */
+async function startReplica(env: Record<string, string> = {}): Promise<TestApp> {
+  const replica = await startTestApp({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, ...env });
+  replicas.push(replica);
+  // @nestjs/testing installs a logger that drops log and warn; an operator sees Nest's default console logger.
+  Logger.overrideLogger(new ConsoleLogger({ colors: false }));
+  return replica;
+}
+
+async function killRedis(): Promise<void> {
+  await redis.kill();
+  redisRunning = false;
+}
+
+async function startRedis(): Promise<void> {
+  await redis.restart();
+  redisRunning = true;
+}
+
+/** A question from the knowledge base's topics that no earlier test asked, so its first answer is not cached. */
+function newQuestion(): string {
+  nextQuestion += 1;
+  return `what does half-open mean for the cache (question ${nextQuestion})`;
+}
+
+async function ask(url: string, query: string): Promise<Reply> {
+  const started = performance.now();
+  const response = await fetch(`${url}/assistant/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query }),
+    signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+  });
+  return read(response, started);
+}
+
+async function get(url: string, path: string): Promise<Reply> {
+  const started = performance.now();
+  return read(await fetch(`${url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) }), started);
+}
+
+async function read(response: Response, started: number): Promise<Reply> {
+  const body = (await response.json()) as Record<string, unknown>;
+  return { status: response.status, body, ms: performance.now() - started };
+}
+
+/** Calls `probe` until `done` holds for its result; fails with the last result after `timeoutMs`. */
+async function pollUntil<T>(probe: () => Promise<T>, done: (result: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (done(last)) return last;
+    await sleep(50);
+  }
+  throw new Error(`condition not met after ${timeoutMs} ms; last result: ${JSON.stringify(last)}`);
+}
+
+function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function cacheHealth(reply: Reply): unknown {
+  return (reply.body['details'] as Record<string, unknown> | undefined)?.['cache'];
+}
+
+/** The cache entry alone: the whole of /health is also 503 while the circuit is open. */
+const cacheIsUp = (reply: Reply): boolean => (cacheHealth(reply) as { status?: string } | undefined)?.status === 'up';
+
+function linesContaining(output: string, text: string): string[] {
+  return output.split('\n').filter((line) => line.includes(text));
+}
+
+describe('answers cached in Redis', () => {
+  it('are served by another replica from the cache, with no model call', async () => {
+    const [first, second] = [await startReplica(), await startReplica()];
+    const question = newQuestion();
+
+    const fromModel = await ask(first.url, question);
+    const fromOtherReplica = await ask(second.url, question);
+
+    expect(fromModel.body).toMatchObject({ source: 'llm', degraded: false });
+    expect(fromOtherReplica.status).toBe(200);
+    expect(fromOtherReplica.body).toMatchObject({ source: 'cache', degraded: false, fallbackReason: null, answer: fromModel.body['answer'] });
+    expect(fromOtherReplica.body['cachedAt']).toEqual(expect.any(String));
+    expect(upstream.calls).toBe(1);
+  });
+});
+
+describe('health with Redis', () => {
+  it('reports the Redis store up, then down (503) when Redis dies, while readiness and liveness stay 200', async () => {
+    const replica = await startReplica();
+
+    const healthy = await get(replica.url, '/health');
+    expect(healthy.status).toBe(200);
+    expect(cacheHealth(healthy)).toEqual({ store: 'redis', status: 'up' });
+
+    await killRedis();
+    const unhealthy = await pollUntil(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    expect(cacheHealth(unhealthy)).toMatchObject({ store: 'redis', status: 'down' });
+    expect((await get(replica.url, '/health/ready')).status).toBe(200);
+    expect((await get(replica.url, '/health/live')).status).toBe(200);
+  });
+});
+
+describe('Redis dying mid-run', () => {
+  it('costs no request its 200 or more than about a second, and is logged once, not once per request', async () => {
+    const replica = await startReplica();
+    const questions = [newQuestion(), newQuestion(), newQuestion()];
+    const before: Reply[] = [];
+    for (const question of questions) before.push(await ask(replica.url, question));
+    const normalMs = Math.max(...before.map((reply) => reply.ms));
+
+    await killRedis();
+    const during: Reply[] = [];
+    // Questions asked before (their cache entries unreachable now) and new ones: the model answers all.
+    for (const question of [...questions, newQuestion(), newQuestion()]) during.push(await ask(replica.url, question));
+    upstream.setFault({ kind: 'error500' });
+    // With the model failing too, the excerpts answer, before and after the circuit opens (threshold 3).
+    for (let i = 0; i < 5; i += 1) during.push(await ask(replica.url, newQuestion()));
+
+    expect(before.map((reply) => reply.body['source'])).toEqual(['llm', 'llm', 'llm']);
+    expect(during.map((reply) => reply.status)).toEqual(Array(10).fill(200));
+    expect(during.map((reply) => reply.body['source'])).toEqual([...Array(5).fill('llm'), ...Array(5).fill('excerpts')]);
+    for (const reply of during) expect(reply.ms).toBeLessThan(normalMs + 1000);
+    expect(linesContaining(written, 'Redis unavailable')).toHaveLength(1);
+  });
+});
+
+describe('Redis restarted on the same port', () => {
+  it('is reconnected by itself: the cache is up again, answers are shared through Redis, and the return is logged', async () => {
+    const replica = await startReplica();
+    await killRedis();
+    await pollUntil(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    const duringOutage = await ask(replica.url, newQuestion());
+
+    await startRedis();
+    const healthy = await pollUntil(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
+    const question = newQuestion();
+    const fromModel = await ask(replica.url, question);
+    const other = await startReplica();
+    const fromOtherReplica = await ask(other.url, question);
+
+    expect(duringOutage.status).toBe(200);
+    expect(cacheHealth(healthy)).toEqual({ store: 'redis', status: 'up' });
+    expect(fromModel.body).toMatchObject({ source: 'llm' });
+    expect(fromOtherReplica.body).toMatchObject({ source: 'cache', degraded: false, answer: fromModel.body['answer'] });
+    expect(upstream.calls).toBe(2);
+    expect(linesContaining(written, 'Redis unavailable')).toHaveLength(1);
+    expect(linesContaining(written, 'Redis is back')).toHaveLength(1);
+  });
+});
+
+describe('an app started while Redis is down', () => {
+  it('starts within a few seconds, serves 200s, and picks Redis up when it comes', async () => {
+    await killRedis();
+    const started = Date.now();
+    const app = await startAppProcess({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, SHUTDOWN_DRAIN_SECONDS: '0' });
+    const startupMs = Date.now() - started;
+
+    const withoutRedis = await ask(app.url, newQuestion());
+    const unhealthy = await get(app.url, '/health');
+    await startRedis();
+    await pollUntil(() => get(app.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
+    const question = newQuestion();
+    const fromModel = await ask(app.url, question);
+    const other = await startReplica();
+    const fromOtherReplica = await ask(other.url, question);
+    await app.kill('SIGTERM');
+
+    expect(startupMs).toBeLessThan(8000);
+    expect(withoutRedis.status).toBe(200);
+    expect(withoutRedis.body).toMatchObject({ source: 'llm' });
+    expect(unhealthy.status).toBe(503);
+    expect(cacheHealth(unhealthy)).toMatchObject({ store: 'redis', status: 'down' });
+    expect(fromModel.body).toMatchObject({ source: 'llm' });
+    expect(fromOtherReplica.body).toMatchObject({ source: 'cache', answer: fromModel.body['answer'] });
+    expect(await app.exited).toEqual({ code: 0, signal: null });
+    expect(linesContaining(app.output(), 'Redis unavailable')).toHaveLength(1);
+    expect(linesContaining(app.output(), 'Redis is back')).toHaveLength(1);
+  });
+});
+
+describe('stale-while-open with Redis', () => {
+  it('serves an answer older than CACHE_TTL_SECONDS as a degraded cache answer while the circuit is open', async () => {
+    const replica = await startReplica({ CACHE_TTL_SECONDS: '1', CIRCUIT_BREAKER_RESET_TIMEOUT: '30' });
+    const question = newQuestion();
+    const fromModel = await ask(replica.url, question);
+    upstream.setFault({ kind: 'error500' });
+    const failures: Reply[] = [];
+    for (let i = 0; i < 3; i += 1) failures.push(await ask(replica.url, newQuestion()));
+    const callsBefore = upstream.calls;
+
+    await sleep(1100);
+    const stale = await ask(replica.url, question);
+
+    expect(fromModel.body).toMatchObject({ source: 'llm' });
+    expect(failures.at(-1)?.body['circuit']).toMatchObject({ state: 'open' });
+    expect(stale.status).toBe(200);
+    expect(stale.body).toMatchObject({
+      source: 'cache',
+      degraded: true,
+      fallbackReason: 'circuit_open',
+      answer: fromModel.body['answer'],
+      cachedAt: expect.any(String),
+      retryAfterSeconds: expect.any(Number),
+    });
+    expect(upstream.calls).toBe(callsBefore);
+  });
+});
+
+describe('shutting down while Redis is down', () => {
+  it('completes on SIGTERM (the app logs "Stopped") and exits 0', async () => {
+    const app = await startAppProcess({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, SHUTDOWN_DRAIN_SECONDS: '0' });
+    await killRedis();
+    await pollUntil(() => get(app.url, '/health'), (reply) => !cacheIsUp(reply), RECONNECT_DEADLINE_MS);
+
+    app.process.kill('SIGTERM');
+    const exit = await withinMs(app.exited, 10_000, 'exit after SIGTERM');
+
+    expect(exit).toEqual({ code: 0, signal: null });
+    // Without this line the process only ended because its event loop ran dry with app.close() still pending.
+    expect(linesContaining(app.output(), 'Stopped')).toHaveLength(1);
+  });
+});
