@@ -1,3 +1,4 @@
+import { CacheableMemory } from '@cacheable/memory';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import MiniSearch from 'minisearch';
@@ -13,6 +14,9 @@ interface IndexedChunk {
   text: string;
 }
 
+/** Searches remembered; repeated questions (popular ones, retries during an outage) skip the index. */
+const RECENT_SEARCHES = 1000;
+
 /** Question words that would otherwise prefix-match half the corpus ("do" → "document", "down"). */
 const STOP_WORDS = new Set(
   'a an and are as at be by can do does for from how i if in is it its me my of on or should so that the this to was what when where which who why will with you your'.split(' '),
@@ -22,7 +26,14 @@ const createIndex = () =>
   new MiniSearch<IndexedChunk>({
     fields: ['title', 'text'],
     processTerm: (term) => (STOP_WORDS.has(term.toLowerCase()) ? null : term.toLowerCase()),
-    searchOptions: { boost: { title: 2 }, prefix: true, fuzzy: 0.2, combineWith: 'OR' },
+    // Fuzzy matching is most of a search's cost: one edit catches a typo, and short terms get none.
+    searchOptions: {
+      boost: { title: 2 },
+      prefix: (term: string) => term.length >= 3,
+      fuzzy: (term: string) => (term.length >= 5 ? 0.2 : false),
+      maxFuzzy: 1,
+      combineWith: 'OR',
+    },
   });
 
 /** The documents under KNOWLEDGE_DIR, chunked into excerpts at start-up and searched with BM25. */
@@ -33,6 +44,8 @@ export class KnowledgeBase implements OnModuleInit {
   /** By MiniSearch id (the position); the index stores only terms. */
   private chunks: Chunk[] = [];
   private documentCount = 0;
+  /** The index never changes after start-up, so a search is a pure function of (query, topK). */
+  private readonly recentSearches = new CacheableMemory({ lruSize: RECENT_SEARCHES, useClone: false });
 
   constructor(@Inject(knowledgeConfig.KEY) private readonly config: ConfigType<typeof knowledgeConfig>) {}
 
@@ -56,6 +69,7 @@ export class KnowledgeBase implements OnModuleInit {
     index.addAll(chunks.map(({ title, text }, id) => ({ id, title, text })));
     this.index = index;
     this.chunks = chunks;
+    this.recentSearches.clear();
     this.documentCount = loaded.documents.length;
     if (chunks.length === 0) {
       this.logger.warn(`Knowledge dir ${dir} holds no .md or .txt text; serving no excerpts`);
@@ -67,9 +81,14 @@ export class KnowledgeBase implements OnModuleInit {
   /** At most `topK` excerpts, best first; none for a blank query or one that matches nothing. */
   search(query: string, topK: number): Excerpt[] {
     if (query.trim() === '') return [];
-    return this.index
+    const key = `${topK}:${query}`;
+    const recent = this.recentSearches.get<Excerpt[]>(key);
+    if (recent) return recent;
+    const excerpts = this.index
       .search(query)
       .slice(0, Math.max(0, topK))
-      .map((result) => ({ ...this.chunks[result.id as number], score: Math.round(result.score * 100) / 100 }));
+      .map((result) => ({ ...(this.chunks[result.id as number] as Chunk), score: Math.round(result.score * 100) / 100 }));
+    this.recentSearches.set(key, excerpts);
+    return excerpts;
   }
 }
