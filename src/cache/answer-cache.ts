@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { CACHE_MANAGER, type Cache } from '@nestjs/cache-manager';
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
@@ -43,7 +43,7 @@ export class AnswerCache {
 
   keyFor({ query, topK, model, maxNewTokens, temperature }: AnswerKey): string {
     const identity = JSON.stringify([normaliseQuery(query), topK, model, maxNewTokens, temperature]);
-    return KEY_PREFIX + createHash('sha256').update(identity).digest('base64url');
+    return KEY_PREFIX + hash('sha256', identity, 'base64url');
   }
 
   /** The entry for `key` if it is younger than the stale TTL. */
