@@ -1,15 +1,18 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { breakerTables, runBreakerBench } from './breaker.bench.js';
+import { httpTables, runHttpBench } from './http.bench.js';
 
 // `npm run bench`: every measurement side by side in one run; prints markdown, writes bench/results/latest.json.
 async function main(): Promise<void> {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
   process.stdout.write(`Benchmarks on ${machine}\n\n`);
   const breaker = await runBreakerBench();
-  process.stdout.write(`${breakerTables(breaker)}\n`);
+  process.stdout.write(`${breakerTables(breaker)}\n\n`);
+  const http = await runHttpBench();
+  process.stdout.write(`${httpTables(http)}\n`);
   await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  const results = { date: new Date().toISOString(), machine, breaker };
+  const results = { date: new Date().toISOString(), machine, breaker, http };
   await writeFile(new URL('../../bench/results/latest.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
 }
 

@@ -1,0 +1,225 @@
+import autocannon from 'autocannon';
+import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
+import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
+import { RedisTestServer } from '../test/support/redis-server.js';
+import { fixed, markdownTable } from './stats.js';
+
+// Against the built app in its own process (node dist/main.js), loopback only, 50 connections per scenario.
+
+const CONNECTIONS = 50;
+const DURATION_SECONDS = 5;
+const WARMUP_SECONDS = 1;
+const THRESHOLD = 5;
+const KNOWN_QUESTION = 'What does the half-open state mean?';
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+export interface HttpScenarioResult {
+  name: string;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx: number;
+  errors: number;
+  /** The answer's source and fallbackReason, checked once after the run. */
+  served: string;
+  ratioToBare?: number;
+  goal?: string;
+}
+
+export interface OutageTimings {
+  detectMs: number;
+  recoverMs: number;
+  upstreamCallsWhileOpen: number;
+  resetTimeoutMs: number;
+}
+
+interface Load {
+  method: 'GET' | 'POST';
+  path: string;
+  body?: string;
+  /** A new question per request (the body's question plus a number), so nothing repeats. */
+  uniqueBodies?: boolean;
+}
+
+async function measure(app: AppProcess, load: Load, seconds: number): Promise<autocannon.Result> {
+  let n = 0;
+  const options: autocannon.Options = {
+    url: app.url,
+    connections: CONNECTIONS,
+    duration: seconds,
+    requests: [
+      {
+        method: load.method,
+        path: load.path,
+        headers: load.body ? JSON_HEADERS : {},
+        ...(load.body ? { body: load.body } : {}),
+        ...(load.uniqueBodies ? { setupRequest: (request) => ({ ...request, body: numbered(load.body, n++) }) } : {}),
+      },
+    ],
+  };
+  return autocannon(options);
+}
+
+async function scenario(name: string, app: AppProcess, load: Load): Promise<HttpScenarioResult> {
+  await measure(app, load, WARMUP_SECONDS);
+  const result = await measure(app, load, DURATION_SECONDS);
+  return {
+    name,
+    requestsPerSecond: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    served: load.body ? await servedBy(app, load.uniqueBodies ? numbered(load.body, -1) : load.body) : 'live',
+  };
+}
+
+function numbered(body: string | undefined, n: number): string {
+  const { query } = JSON.parse(body ?? '{}') as { query: string };
+  return JSON.stringify({ query: `${query} #${n}` });
+}
+
+async function ask(app: AppProcess, query: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(`${app.url}/assistant/query`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ query }) });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function servedBy(app: AppProcess, body: string): Promise<string> {
+  const { body: answer } = await ask(app, (JSON.parse(body) as { query: string }).query);
+  return `${String(answer['source'])}${answer['fallbackReason'] ? ` (${String(answer['fallbackReason'])})` : ''}`;
+}
+
+async function openCircuit(app: AppProcess, upstream: FakeHfUpstream): Promise<void> {
+  upstream.setFault({ kind: 'error500' });
+  for (let i = 0; i < THRESHOLD; i++) await ask(app, `unrelated question number ${i}`);
+}
+
+function appEnv(upstream: FakeHfUpstream, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    HF_ENDPOINT_URL: upstream.url,
+    CIRCUIT_BREAKER_FAIL_THRESHOLD: String(THRESHOLD),
+    CIRCUIT_BREAKER_RESET_TIMEOUT: '3600',
+    CIRCUIT_BREAKER_TIMEOUT_SECONDS: '5',
+    SHUTDOWN_DRAIN_SECONDS: '0',
+    ...extra,
+  };
+}
+
+export async function runHttpBench(): Promise<{ scenarios: HttpScenarioResult[]; outage: OutageTimings }> {
+  const upstream = await FakeHfUpstream.start();
+  const redis = await RedisTestServer.start();
+  const apps: AppProcess[] = [];
+  const start = async (env: Record<string, string>) => {
+    const app = await startAppProcess(env);
+    apps.push(app);
+    return app;
+  };
+  try {
+    const known = JSON.stringify({ query: KNOWN_QUESTION });
+    const scenarios: HttpScenarioResult[] = [];
+
+    const memoryApp = await start(appEnv(upstream));
+    scenarios.push(await scenario('bare route (GET /health/live)', memoryApp, { method: 'GET', path: '/health/live' }));
+    await ask(memoryApp, KNOWN_QUESTION);
+    scenarios.push(await scenario('fresh cache hit (memory)', memoryApp, { method: 'POST', path: '/assistant/query', body: known }));
+    scenarios.push(await scenario('healthy path, zero-latency upstream', memoryApp, { method: 'POST', path: '/assistant/query', body: known, uniqueBodies: true }));
+    await openCircuit(memoryApp, upstream);
+    const excerptsBody = JSON.stringify({ query: 'How do I read nextAttemptAt on the breaker route?' });
+    scenarios.push(await scenario('open circuit → excerpts', memoryApp, { method: 'POST', path: '/assistant/query', body: excerptsBody }));
+    scenarios.push(
+      await scenario('open circuit → excerpts, every question new', memoryApp, { method: 'POST', path: '/assistant/query', body: excerptsBody, uniqueBodies: true }),
+    );
+
+    upstream.reset();
+    const redisApp = await start(appEnv(upstream, { REDIS_URL: redis.url }));
+    await ask(redisApp, KNOWN_QUESTION);
+    scenarios.push(await scenario('fresh cache hit (Redis)', redisApp, { method: 'POST', path: '/assistant/query', body: known }));
+
+    upstream.reset();
+    const staleApp = await start(appEnv(upstream, { CACHE_TTL_SECONDS: '1' }));
+    await ask(staleApp, KNOWN_QUESTION);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await openCircuit(staleApp, upstream);
+    scenarios.push(await scenario('open circuit → stale cache', staleApp, { method: 'POST', path: '/assistant/query', body: known }));
+
+    upstream.reset();
+    const outage = await measureOutage(await start(appEnv(upstream, { CIRCUIT_BREAKER_RESET_TIMEOUT: '1', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5' })), upstream);
+    return { scenarios: withGoals(scenarios), outage };
+  } finally {
+    await Promise.all(apps.map((app) => app.kill('SIGTERM')));
+    await redis.stop();
+    await upstream.close();
+  }
+}
+
+/** Steady traffic of unique questions; the model fails, then returns. How long until the app notices each. */
+async function measureOutage(app: AppProcess, upstream: FakeHfUpstream): Promise<OutageTimings> {
+  let n = 0;
+  let running = true;
+  let lastState = 'closed';
+  let lastSource = 'llm';
+  const client = async () => {
+    while (running) {
+      const { body } = await ask(app, `${KNOWN_QUESTION} outage #${n++}`);
+      lastState = String((body['circuit'] as { state?: string } | undefined)?.state ?? 'unknown');
+      lastSource = String(body['source']);
+    }
+  };
+  const clients = Array.from({ length: 10 }, client);
+  const waitFor = async (condition: () => boolean) => {
+    while (!condition()) await new Promise((resolve) => setImmediate(resolve));
+  };
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const outageAt = performance.now();
+  upstream.setFault({ kind: 'error500' });
+  await waitFor(() => lastState === 'open');
+  const detectMs = performance.now() - outageAt;
+  const callsAtOpen = upstream.calls;
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  const upstreamCallsWhileOpen = upstream.calls - callsAtOpen;
+  const recoveryAt = performance.now();
+  upstream.setFault({ kind: 'ok' });
+  await waitFor(() => lastState === 'closed' && lastSource === 'llm');
+  const recoverMs = performance.now() - recoveryAt;
+  running = false;
+  await Promise.all(clients);
+  return { detectMs, recoverMs, upstreamCallsWhileOpen, resetTimeoutMs: 1000 };
+}
+
+const GOALS: Record<string, { minRatio?: number; maxP99Ms?: number }> = {
+  'fresh cache hit (memory)': { minRatio: 0.6, maxP99Ms: 20 },
+  'fresh cache hit (Redis)': { minRatio: 0.4, maxP99Ms: 20 },
+  'open circuit → excerpts': { minRatio: 0.5, maxP99Ms: 20 },
+  'open circuit → excerpts, every question new': { minRatio: 0.5, maxP99Ms: 20 },
+  'open circuit → stale cache': { minRatio: 0.5, maxP99Ms: 20 },
+};
+
+function withGoals(scenarios: HttpScenarioResult[]): HttpScenarioResult[] {
+  const bare = scenarios[0]?.requestsPerSecond ?? Number.NaN;
+  return scenarios.map((result) => {
+    const goal = GOALS[result.name];
+    const ratioToBare = result.requestsPerSecond / bare;
+    if (!goal) return { ...result, ratioToBare };
+    const checks = [
+      goal.minRatio !== undefined ? `≥ ${goal.minRatio * 100} % of bare: ${ratioToBare >= goal.minRatio ? 'met' : 'MISSED'}` : '',
+      goal.maxP99Ms !== undefined ? `p99 ≤ ${goal.maxP99Ms} ms: ${result.p99Ms <= goal.maxP99Ms ? 'met' : 'MISSED'}` : '',
+    ].filter(Boolean);
+    return { ...result, ratioToBare, goal: checks.join('; ') };
+  });
+}
+
+export function httpTables({ scenarios, outage }: { scenarios: HttpScenarioResult[]; outage: OutageTimings }): string {
+  const throughput = markdownTable(
+    [`HTTP, ${CONNECTIONS} connections, ${DURATION_SECONDS} s each`, 'req/s', '× bare', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'served by', 'goal'],
+    scenarios.map((s) => [s.name, fixed(s.requestsPerSecond, 0), fixed(s.ratioToBare ?? Number.NaN), fixed(s.p50Ms, 1), fixed(s.p99Ms, 1), s.non2xx, s.errors, s.served, s.goal ?? '']),
+  );
+  const timings = markdownTable(
+    ['scripted outage (10 clients, threshold 5, reset 1 s)', 'value'],
+    [
+      ['time to detect (model fails → circuit open)', `${fixed(outage.detectMs, 0)} ms`],
+      ['upstream calls during 2.5 s open (trials only)', String(outage.upstreamCallsWhileOpen)],
+      ['time to recover (model back → circuit closed, answers from llm)', `${fixed(outage.recoverMs, 0)} ms`],
+    ],
+  );
+  return `${throughput}\n\n${timings}`;
+}
