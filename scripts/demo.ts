@@ -1,0 +1,132 @@
+import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
+import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
+import { fixed, percentile } from '../bench/stats.js';
+
+// `npm run demo`: the upstream simulator and the app, then a scripted outage and recovery to watch.
+
+const QUESTIONS = [
+  'What does the half-open state mean?',
+  'What should I do when the circuit opens?',
+  'Which probe should Kubernetes use for readiness?',
+  'How long is a cached answer served as fresh?',
+  'What counts as a failure for the circuit breaker?',
+  'How do I point the service at my own TGI endpoint?',
+];
+const TIMELINE = [
+  { at: 0, say: 'steady traffic; the model answers', fault: { kind: 'ok', latencyMs: 80, jitterMs: 40 } },
+  { at: 10, say: 'the model goes down (HTTP 500)', fault: { kind: 'error500' } },
+  { at: 24, say: 'the model is back', fault: { kind: 'ok', latencyMs: 80, jitterMs: 40 } },
+] as const;
+const DURATION_SECONDS = 34;
+const CLIENTS = 4;
+
+interface Tick {
+  requests: number;
+  sources: Record<string, number>;
+  latenciesMs: number[];
+  state: string;
+}
+
+const newTick = (state: string): Tick => ({ requests: 0, sources: {}, latenciesMs: [], state });
+
+async function main(): Promise<void> {
+  const upstream = await FakeHfUpstream.start();
+  let app: AppProcess | undefined;
+  let running = true;
+  const stop = async (code: number) => {
+    running = false;
+    if (code !== 0) write('\nstopping: the app and the simulator are shut down\n');
+    await app?.kill('SIGTERM');
+    await upstream.close();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(130));
+  process.once('SIGTERM', () => void stop(143));
+
+  write(`upstream simulator on ${upstream.url}; starting the app…\n`);
+  app = await startAppProcess({
+    HF_ENDPOINT_URL: upstream.url,
+    CIRCUIT_BREAKER_FAIL_THRESHOLD: '3',
+    CIRCUIT_BREAKER_TIMEOUT_SECONDS: '1',
+    CIRCUIT_BREAKER_RESET_TIMEOUT: '4',
+    CACHE_TTL_SECONDS: '6',
+    SHUTDOWN_DRAIN_SECONDS: '0',
+  });
+  write(`app on ${app.url} (threshold 3 failures, reset 4 s, fresh cache 6 s)\n\n`);
+  write('   t  event\n');
+
+  const startedAt = Date.now();
+  const elapsed = () => (Date.now() - startedAt) / 1000;
+  let tick = newTick('closed');
+  const totals: Record<string, number> = {};
+  const statesSeen: string[] = [];
+  let n = 0;
+
+  const client = async () => {
+    while (running) {
+      // Half the questions repeat (cache hits, stale while the model is out); half are new.
+      const query = n % 2 === 0 ? (QUESTIONS[n % QUESTIONS.length] as string) : `${QUESTIONS[n % QUESTIONS.length]} (variant ${n})`;
+      n++;
+      const sent = performance.now();
+      const { status, body } = await ask(app?.url ?? '', query);
+      if (!running) break;
+      const source = status === 200 ? `${body.source}${body.source === 'cache' && body.degraded ? ' (stale)' : ''}` : status === 0 ? 'no answer' : String(status);
+      tick.requests++;
+      tick.latenciesMs.push(performance.now() - sent);
+      tick.sources[source] = (tick.sources[source] ?? 0) + 1;
+      totals[source] = (totals[source] ?? 0) + 1;
+      tick.state = body.circuit?.state ?? tick.state;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+
+  const pending = [...TIMELINE];
+  const clients = Array.from({ length: CLIENTS }, client);
+  while (elapsed() < DURATION_SECONDS) {
+    const next = pending[0];
+    if (next && elapsed() >= next.at) {
+      pending.shift();
+      upstream.setFault(next.fault);
+      write(`${fixed(elapsed(), 0).padStart(4)}  >>> ${next.say}\n`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const latencies = tick.latenciesMs.sort((a, b) => a - b);
+    const sources = Object.entries(tick.sources).map(([source, count]) => `${source} ${count}`).join(', ');
+    if (statesSeen.at(-1) !== tick.state) statesSeen.push(tick.state);
+    write(`${fixed(elapsed(), 0).padStart(4)}  ${String(tick.requests).padStart(3)} req  circuit ${tick.state.padEnd(9)} p99 ${fixed(percentile(latencies, 99), 1).padStart(6)} ms  ${sources}\n`);
+    tick = newTick(tick.state);
+  }
+  running = false;
+  await Promise.all(clients);
+  const all = Object.values(totals).reduce((a, b) => a + b, 0);
+  write(`\nsummary: ${all} requests, ${upstream.calls} reached the model; answers by source: ${JSON.stringify(totals)}\n`);
+  const failed = Object.entries(totals).filter(([source]) => /^\d+$|no answer/.test(source));
+  write(failed.length ? `requests without an answer: ${JSON.stringify(Object.fromEntries(failed))}\n` : 'every request got an answer.\n');
+  write(`circuit states, in order: ${statesSeen.join(' → ')}\n`);
+  await stop(0);
+}
+
+interface Answer {
+  source?: string;
+  degraded?: boolean;
+  circuit?: { state?: string };
+}
+
+/** Status 0: no HTTP answer at all (connection refused or reset). */
+async function ask(url: string, query: string): Promise<{ status: number; body: Answer }> {
+  try {
+    const response = await fetch(`${url}/assistant/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+    return { status: response.status, body: (await response.json()) as Answer };
+  } catch {
+    return { status: 0, body: {} };
+  }
+}
+
+function write(line: string): void {
+  process.stdout.write(line);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
