@@ -1,0 +1,232 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { fixed, markdownTable } from '../../bench/stats.js';
+import { startAppProcess, type AppProcess } from '../support/app-process.js';
+import { FakeHfUpstream, type Fault } from '../support/fake-hf-upstream.js';
+import { RedisTestServer } from '../support/redis-server.js';
+import { ask, circuitState, eventLoopDelayP99Ms, load, type LoadReport, rssBytes, until } from './load.js';
+
+// The real app process with a real Redis under bounded load (50 clients, loopback), one fault at a time.
+
+const TIMEOUT_MS = 800;
+const RESET_MS = 800;
+const THRESHOLD = 5;
+const CLIENTS = 50;
+/** Slack for scheduling on a shared 2-core machine, on top of the time-out. */
+const LATENCY_SLACK_MS = 100;
+/** After a warm-up: V8 grows its heap to a steady state (~300 MB here) over the first 20 000 requests. */
+const RSS_GROWTH_LIMIT_MB = 32;
+
+/** Questions the corpus answers (so a fallback always exists), cached before the faults begin. */
+const CACHED = ['What does the half-open state mean?', 'What should I do when the circuit opens?', 'Which probe should Kubernetes use for readiness?'];
+/** Each scenario asks its own new questions; only CACHED repeat across scenarios. */
+let round = 0;
+/** Known to the corpus but never asked before: model, or excerpts when the model is out. */
+const known = (i: number) => `How does the circuit breaker count consecutive failures? (${round}.${i})`;
+/** Probably unknown to the corpus: model, or 503 when the model is out. */
+const unknown = (i: number) => `zqxv wplk qrst (${round}.${i})`;
+const mixed = (i: number) => (i % 3 === 0 ? (CACHED[i % CACHED.length] as string) : i % 3 === 1 ? known(i) : unknown(i));
+const hasFallback = (question: string) => !question.startsWith('zqxv');
+
+interface Row {
+  scenario: string;
+  report: LoadReport;
+  eventLoopP99Ms: number;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  upstreamCalls: number;
+}
+
+describe('chaos: the app under load while the model misbehaves', () => {
+  let upstream: FakeHfUpstream;
+  let redis: RedisTestServer;
+  let app: AppProcess;
+  const rows: Row[] = [];
+  const env = () => ({
+    HF_ENDPOINT_URL: upstream.url,
+    REDIS_URL: redis.url,
+    CIRCUIT_BREAKER_FAIL_THRESHOLD: String(THRESHOLD),
+    CIRCUIT_BREAKER_TIMEOUT_SECONDS: String(TIMEOUT_MS / 1000),
+    CIRCUIT_BREAKER_RESET_TIMEOUT: String(RESET_MS / 1000),
+    SHUTDOWN_DRAIN_SECONDS: '0',
+  });
+
+  beforeAll(async () => {
+    upstream = await FakeHfUpstream.start();
+    redis = await RedisTestServer.start();
+    app = await startAppProcess(env());
+    for (const question of CACHED) expect((await ask(app.url, question)).servedBy).toBe('llm');
+  });
+
+  afterAll(async () => {
+    await app?.kill('SIGKILL');
+    await redis?.stop();
+    await upstream?.close();
+    const table = markdownTable(
+      ['scenario', 'requests', 'statuses', 'answers', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'RSS MB before → after', 'upstream calls'],
+      rows.map((r) => [
+        r.scenario,
+        r.report.requests,
+        JSON.stringify(r.report.statuses),
+        JSON.stringify(r.report.sources),
+        fixed(r.report.p50Ms, 1),
+        fixed(r.report.p99Ms, 1),
+        fixed(r.report.maxMs, 1),
+        fixed(r.eventLoopP99Ms, 1),
+        `${fixed(r.rssBeforeMb, 0)} → ${fixed(r.rssAfterMb, 0)}`,
+        r.upstreamCalls,
+      ]),
+    );
+    process.stdout.write(`\nChaos (time-out ${TIMEOUT_MS} ms, reset ${RESET_MS} ms, threshold ${THRESHOLD}, ${CLIENTS} clients)\n${table}\n`);
+  });
+
+  /** Model healthy and circuit closed again (a request may be needed to make the half-open trial happen). */
+  async function healthy(): Promise<void> {
+    upstream.setFault({ kind: 'ok' });
+    let i = 0;
+    await until(
+      async () => {
+        if ((await circuitState(app.url)) === 'closed') return true;
+        // After the reset period the next call is the half-open trial that closes the circuit.
+        await ask(app.url, known(1e6 + i++));
+        return false;
+      },
+      5000,
+      'the circuit to close',
+    );
+  }
+
+  async function run(scenario: string, fault: Fault, requests: number, question: (i: number) => string = mixed): Promise<LoadReport> {
+    round++;
+    await healthy();
+    await eventLoopDelayP99Ms(app.url);
+    const rssBefore = await rssBytes(app.process.pid ?? 0);
+    const callsBefore = upstream.calls;
+    upstream.setFault(fault);
+    const report = await load(app.url, requests, CLIENTS, question);
+    rows.push({
+      scenario,
+      report,
+      eventLoopP99Ms: await eventLoopDelayP99Ms(app.url),
+      rssBeforeMb: rssBefore / 2 ** 20,
+      rssAfterMb: (await rssBytes(app.process.pid ?? 0)) / 2 ** 20,
+      upstreamCalls: upstream.calls - callsBefore,
+    });
+    expectEveryRequestAnswered(report, question);
+    return report;
+  }
+
+  /** No 500, no dropped connection, a 200 wherever a fallback exists, nobody waiting past the time-out. */
+  function expectEveryRequestAnswered(report: LoadReport, question: (i: number) => string): void {
+    expect(report.statuses['500']).toBeUndefined();
+    expect(report.statuses['0']).toBeUndefined();
+    expect(Object.keys(report.statuses).filter((status) => status !== '200' && status !== '503')).toEqual([]);
+    const unansweredWithFallback = report.outcomes.flatMap((outcome, i) =>
+      hasFallback(question(i)) && outcome.status !== 200 ? [`${question(i)} → ${outcome.servedBy}`] : [],
+    );
+    expect(unansweredWithFallback).toEqual([]);
+    expect(report.maxMs).toBeLessThanOrEqual(TIMEOUT_MS + LATENCY_SLACK_MS);
+  }
+
+  /** While open, only the single half-open trial per reset period reaches the model. */
+  async function expectOnlyTrialsWhileOpen(): Promise<void> {
+    expect(await circuitState(app.url)).not.toBe('closed');
+    const callsBefore = upstream.calls;
+    const started = performance.now();
+    const report = await load(app.url, 1500, CLIENTS, (i) => known(2e6 + i));
+    const elapsedMs = performance.now() - started;
+    expect(report.statuses['200']).toBe(1500);
+    expect(upstream.calls - callsBefore).toBeLessThanOrEqual(Math.floor(elapsedMs / RESET_MS) + 1);
+  }
+
+  /** After the model returns, the circuit closes within one reset period (plus one request's time). */
+  async function expectRecoveryWithinOneResetPeriod(): Promise<void> {
+    upstream.setFault({ kind: 'ok' });
+    const back = performance.now();
+    let i = 0;
+    await until(
+      async () => (await ask(app.url, known(3e6 + i++))).servedBy === 'llm',
+      RESET_MS + TIMEOUT_MS + LATENCY_SLACK_MS,
+      'an answer from the model again',
+    );
+    expect(performance.now() - back).toBeLessThanOrEqual(RESET_MS + TIMEOUT_MS + LATENCY_SLACK_MS);
+    expect(await circuitState(app.url)).toBe('closed');
+  }
+
+  it('answers everything from the model when it is well', async () => {
+    const report = await run('ok', { kind: 'ok' }, 1500);
+    expect(report.statuses).toEqual({ '200': 1500 });
+  });
+
+  it('answers everything with a slow model (200 ms ± 100 ms)', async () => {
+    const report = await run('latency + jitter', { kind: 'ok', latencyMs: 150, jitterMs: 100 }, 1000);
+    expect(report.statuses).toEqual({ '200': 1000 });
+  });
+
+  it('waits for a model just under the time-out, and never falls back', async () => {
+    const report = await run('slow, just under time-out', { kind: 'ok', latencyMs: TIMEOUT_MS - 250 }, 300, (i) => known(4e6 + i));
+    expect(report.sources).toEqual({ llm: 300 });
+  });
+
+  it('cuts a model just over the time-out, opens, and serves fallbacks', async () => {
+    const report = await run('slow, just over time-out', { kind: 'ok', latencyMs: TIMEOUT_MS + 250 }, 600, (i) => known(5e6 + i));
+    expect(report.statuses).toEqual({ '200': 600 });
+    await expectOnlyTrialsWhileOpen();
+    await expectRecoveryWithinOneResetPeriod();
+  });
+
+  it.each<[string, Fault]>([
+    ['500', { kind: 'error500' }],
+    ['503 model loading', { kind: 'loading503', estimatedTimeSeconds: 20 }],
+    ['429 with Retry-After', { kind: 'rateLimited429', retryAfterSeconds: 30 }],
+    ['connection reset', { kind: 'reset' }],
+    ['malformed JSON', { kind: 'malformed' }],
+    ['truncated body', { kind: 'truncated' }],
+    ['hang', { kind: 'hang' }],
+  ])('keeps answering through a model that fails with %s, sends only trials while open, and heals', async (name, fault) => {
+    const report = await run(name, fault, 1500);
+    expect(report.sources['cache']).toBeGreaterThan(0);
+    expect(report.sources['excerpts']).toBeGreaterThan(0);
+    await expectOnlyTrialsWhileOpen();
+    await expectRecoveryWithinOneResetPeriod();
+    await upstream.waitForInFlight(0, TIMEOUT_MS * 2);
+  });
+
+  it('never opens for a model failing every third call, and answers everything', async () => {
+    const report = await run('flapping (every 3rd fails)', { kind: 'flapping', every: 3 }, 1500);
+    expect(report.statuses['503'] ?? 0).toBeLessThan(report.requests);
+    expect(await circuitState(app.url)).toBe('closed');
+  });
+
+  it('keeps answering while Redis is killed and restarted mid-run', async () => {
+    const killed = (async () => {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await redis.kill();
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await redis.restart();
+    })();
+    const report = await run('Redis killed and restarted', { kind: 'ok' }, 4000);
+    await killed;
+    expect(report.statuses).toEqual({ '200': 4000 });
+  });
+
+  it('serves the cache Redis holds after the app restarts, without asking the model', async () => {
+    await healthy();
+    for (const question of CACHED) await ask(app.url, question);
+    await app.kill('SIGTERM');
+    app = await startAppProcess(env());
+    upstream.setFault({ kind: 'error500' });
+    const callsBefore = upstream.calls;
+    const report = await load(app.url, 600, CLIENTS, (i) => CACHED[i % CACHED.length] as string);
+    expect(report.sources).toEqual({ cache: 600 });
+    expect(upstream.calls).toBe(callsBefore);
+  });
+
+  it(`grows RSS by less than ${RSS_GROWTH_LIMIT_MB} MB over 20 000 requests once warmed up (no leak)`, async () => {
+    const question = (i: number) => (i % 2 === 0 ? (CACHED[i % CACHED.length] as string) : known(i));
+    await run('warm-up, 20 000 requests', { kind: 'ok' }, 20_000, question);
+    const report = await run('20 000 requests (RSS)', { kind: 'ok' }, 20_000, question);
+    const row = rows[rows.length - 1] as Row;
+    expect(report.statuses).toEqual({ '200': 20_000 });
+    expect(row.rssAfterMb - row.rssBeforeMb).toBeLessThan(RSS_GROWTH_LIMIT_MB);
+  });
+});
