@@ -1,24 +1,34 @@
+import type { IncomingMessage } from 'node:http';
 import { ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Logger } from 'nestjs-pino';
 import { ApplicationReadiness } from './health/application-readiness.js';
+import { REQUEST_ID_HEADER, requestIdFrom, returnRequestIds } from './logging/request-id.js';
+import { setUpApiDocumentation } from './openapi/openapi.setup.js';
 
 /** Larger than any valid body (a 10 000-character query fully \u-escaped is ~60 KB); past it, 413. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
-/** Nest's own parsers would accept form bodies; Fastify's JSON parser alone makes every other type a 415. */
-export const APP_OPTIONS: NestApplicationOptions = { bodyParser: false, abortOnError: false };
+/**
+ * Nest's own parsers would accept form bodies; Fastify's JSON parser alone makes every other type a 415.
+ * Logs made before `useLogger` are held back and then written through pino, not Nest's console format.
+ */
+export const APP_OPTIONS: NestApplicationOptions = { bodyParser: false, abortOnError: false, bufferLogs: true };
 
 export function createHttpAdapter(): FastifyAdapter {
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES });
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]) });
   adapter.getInstance().removeContentTypeParser('text/plain');
   return adapter;
 }
 
 /** What main.ts and the e2e suites both apply, so tests exercise the app users run. */
 export function configureApp(app: NestFastifyApplication): NestFastifyApplication {
+  app.useLogger(app.get(Logger));
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: true }));
+  returnRequestIds(app);
   closeConnectionsWhileDraining(app);
+  setUpApiDocumentation(app);
   return app;
 }
 

@@ -17,6 +17,7 @@ import {
   type UnavailableBody,
   waitForBreakerState,
 } from './support/http.js';
+import { isRequestLine, logEntries } from './support/log-lines.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
 /** Questions the shipped corpus (an operator's guide to this service) has excerpts for; distinct so none hits another's cache entry. */
@@ -477,7 +478,8 @@ describe('the HF token', () => {
     });
     upstream = await FakeHfUpstream.start();
     try {
-      testApp = await startTestApp({ HF_TOKEN: SECRET, HF_ENDPOINT_URL: upstream.url });
+      // and pino, which the app logs through once built, at its most verbose level
+      testApp = await startTestApp({ HF_TOKEN: SECRET, HF_ENDPOINT_URL: upstream.url, LOG_LEVEL: 'trace' });
     } finally {
       everyLevel.mockRestore();
     }
@@ -538,9 +540,14 @@ describe('the HF token', () => {
     testApp = undefined;
     const logs = written.join('');
 
-    // the capture works: start-up, and the breaker opening on the error paths of the test before, are in it
+    // the capture works: start-up, the breaker opening on the error paths of the test before, and pino's line for
+    // every request of that test (pino writes through process.stdout, so the spies see it) are in it
     expect(logs).toContain('Generating with');
     expect(logs).toContain('circuit_breaker_transition');
+    const requestIds = new Set(logEntries(logs).filter(isRequestLine).map((entry) => entry.reqId));
+    const unlogged = responses.map((r) => r.headers.get('x-request-id')).filter((id) => id === null || !requestIds.has(id));
+    expect(responses.length).toBeGreaterThan(0);
+    expect(unlogged).toEqual([]);
     expect(logs.split('\n').filter((line) => line.includes('SECRET_should_never_leak'))).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { type AppProcess, killAppProcesses, spawnApp, startAppProcess } from './support/app-process.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
+import { LEVEL, logEntries, transitionsIn } from './support/log-lines.js';
 
 interface Reply {
   status: number;
@@ -83,22 +84,6 @@ function linesContaining(output: string, text: string): string[] {
   return output.split('\n').filter((line) => line.includes(text));
 }
 
-interface Transition {
-  breaker: string;
-  from: string;
-  to: string;
-}
-
-/** The breaker's transition log entries, however the logger lays the object out (one line or several). */
-function transitionsIn(output: string): Transition[] {
-  const entries = output.match(/\{[^{}]*circuit_breaker_transition[^{}]*\}/g) ?? [];
-  return entries.map((entry) => ({
-    breaker: /breaker:\s*'([^']*)'/.exec(entry)?.[1] ?? '?',
-    from: /from:\s*'([^']*)'/.exec(entry)?.[1] ?? '?',
-    to: /to:\s*'([^']*)'/.exec(entry)?.[1] ?? '?',
-  }));
-}
-
 describe('shutting down on SIGTERM', () => {
   it('turns not-ready at once, keeps serving through the drain, finishes the request in flight, refuses new connections, and exits 0', async () => {
     upstream.setFault({ kind: 'ok', latencyMs: 800, answer: 'Half-open lets one trial call through.' });
@@ -154,8 +139,8 @@ describe('the embedded defaults', () => {
     expect(reply.status).toBe(200);
     expect(reply.body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_unconfigured' });
     expect(reply.body['excerpts']).toEqual(expect.arrayContaining([expect.objectContaining({ text: expect.any(String) })]));
-    const warnings = linesContaining(app.output(), 'WARN');
-    expect(warnings).toEqual([expect.stringContaining('Neither HF_TOKEN nor HF_ENDPOINT_URL is set')]);
+    const warnings = logEntries(app.output()).filter((entry) => entry.level === LEVEL.warn);
+    expect(warnings).toEqual([expect.objectContaining({ msg: expect.stringContaining('Neither HF_TOKEN nor HF_ENDPOINT_URL is set') })]);
     await expect(withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT')).resolves.toEqual({ code: 0, signal: null });
     // SIGINT (Ctrl-C) skips the default 5 s drain.
     expect(linesContaining(app.output(), 'SIGINT received')).toEqual([expect.stringContaining('draining in 0 ms')]);
@@ -188,7 +173,7 @@ describe('the HF token', () => {
 
     expect(replies.slice(0, 4).map((reply) => reply.body['source'])).toEqual(['llm', 'excerpts', 'excerpts', 'excerpts']);
     expect(exit).toEqual({ code: 0, signal: null });
-    expect(transitionsIn(app.output()).map(({ to }) => to)).toEqual(expect.arrayContaining(['open', 'closed']));
+    expect(transitionsIn(logEntries(app.output())).map(({ to }) => to)).toEqual(expect.arrayContaining(['open', 'closed']));
     expect(app.output()).not.toContain('SECRET');
     for (const reply of replies) expect(reply.text).not.toContain('SECRET');
   });
@@ -216,10 +201,14 @@ describe('circuit breaker transitions', () => {
     expect(recovered.body).toMatchObject({ source: 'llm', circuit: { name: 'hf-process', state: 'closed' } });
     await withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT');
 
-    expect(transitionsIn(app.output())).toEqual([
+    expect(transitionsIn(logEntries(app.output()))).toEqual([
       { breaker: 'hf-process', from: 'closed', to: 'open' },
       { breaker: 'hf-process', from: 'open', to: 'half_open' },
       { breaker: 'hf-process', from: 'half_open', to: 'closed' },
     ]);
+    // each one a JSON line of its own, its fields at the top level, from the breaker's logger
+    for (const entry of logEntries(app.output()).filter((line) => line['event'] === 'circuit_breaker_transition')) {
+      expect(entry).toMatchObject({ level: LEVEL.info, context: 'CircuitBreaker', failures: expect.any(Number) });
+    }
   });
 });

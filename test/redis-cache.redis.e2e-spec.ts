@@ -1,9 +1,9 @@
 // The answer cache on a real redis-server shared by replicas: sharing, health, outages, reconnection, stale-while-open.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { ConsoleLogger, Logger } from '@nestjs/common';
 import { killAppProcesses, startAppProcess } from './support/app-process.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
+import { type CapturedOutput, captureOutput } from './support/log-lines.js';
 import { RedisTestServer } from './support/redis-server.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -22,21 +22,21 @@ let redis: RedisTestServer;
 let redisRunning = false;
 let upstream: FakeHfUpstream;
 const replicas: TestApp[] = [];
+let output: CapturedOutput | undefined;
 /** What the apps in this process wrote to stdout and stderr during the current test. */
-let written = '';
-let restoreWrites: () => void = () => undefined;
+const written = (): string => output?.text() ?? '';
 let nextQuestion = 0;
 
 beforeAll(async () => {
   [redis, upstream] = await Promise.all([RedisTestServer.start(), FakeHfUpstream.start()]);
   redisRunning = true;
-  restoreWrites = captureWrites();
+  output = captureOutput();
 });
 
 beforeEach(async () => {
   upstream.reset();
   if (!redisRunning) await startRedis();
-  written = '';
+  output?.clear();
 });
 
 afterEach(async () => {
@@ -52,37 +52,14 @@ afterAll(async () => {
   await killAppProcesses();
   await redis.stop();
   await upstream.close();
-  restoreWrites();
+  output?.restore();
 });
-
-/**
- * Records every write to stdout/stderr. The app's own log lines are kept out of the test output; anything else
- * (Jest's reporter runs in this process with --runInBand) passes through.
- */
-function captureWrites(): () => void {
-  const restorers = (['stdout', 'stderr'] as const).map((name) => {
-    const stream = process[name];
-    const original = stream.write;
-    const capture = (chunk: string | Uint8Array, ...rest: unknown[]): boolean => {
-      const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-      written += text;
-      if (text.includes('[Nest]')) return true;
-      return (original as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean).call(stream, chunk, ...rest);
-    };
-    stream.write = capture as typeof stream.write;
-    return () => {
-      stream.write = original;
-    };
-  });
-  return () => restorers.forEach((restore) => restore());
-}
 
 /** Another replica of the service, in this process, on the shared Redis. */
 async function startReplica(env: Record<string, string> = {}): Promise<TestApp> {
-  const replica = await startTestApp({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, ...env });
+  // The level an operator runs at: Redis' outage is a warning, its return an info line.
+  const replica = await startTestApp({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, LOG_LEVEL: 'info', ...env });
   replicas.push(replica);
-  // @nestjs/testing installs a logger that drops log and warn; an operator sees Nest's default console logger.
-  Logger.overrideLogger(new ConsoleLogger({ colors: false }));
   return replica;
 }
 
@@ -206,7 +183,7 @@ describe('Redis dying mid-run', () => {
     expect(during.map((reply) => reply.status)).toEqual(Array(10).fill(200));
     expect(during.map((reply) => reply.body['source'])).toEqual([...Array(5).fill('llm'), ...Array(5).fill('excerpts')]);
     for (const reply of during) expect(reply.ms).toBeLessThan(normalMs + 1000);
-    expect(linesContaining(written, 'Redis unavailable')).toHaveLength(1);
+    expect(linesContaining(written(), 'Redis unavailable')).toHaveLength(1);
   });
 });
 
@@ -229,8 +206,8 @@ describe('Redis restarted on the same port', () => {
     expect(fromModel.body).toMatchObject({ source: 'llm' });
     expect(fromOtherReplica.body).toMatchObject({ source: 'cache', degraded: false, answer: fromModel.body['answer'] });
     expect(upstream.calls).toBe(2);
-    expect(linesContaining(written, 'Redis unavailable')).toHaveLength(1);
-    expect(linesContaining(written, 'Redis is back')).toHaveLength(1);
+    expect(linesContaining(written(), 'Redis unavailable')).toHaveLength(1);
+    expect(linesContaining(written(), 'Redis is back')).toHaveLength(1);
   });
 });
 

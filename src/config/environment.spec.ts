@@ -28,6 +28,7 @@ describe('validateEnvironment', () => {
       CACHE_STALE_TTL_SECONDS: 86400,
       KNOWLEDGE_DIR: './data/knowledge',
       ASSISTANT_MAX_QUERY_LENGTH: 2000,
+      LOG_LEVEL: 'info',
     });
     expect(env.HF_TOKEN).toBeUndefined();
     expect(env.HF_ENDPOINT_URL).toBeUndefined();
@@ -68,11 +69,16 @@ describe('validateEnvironment', () => {
     ['REDIS_URL', 'http://127.0.0.1:6379'],
     ['CACHE_TTL_SECONDS', 'ten'],
     ['ASSISTANT_MAX_QUERY_LENGTH', '0'],
+    ['LOG_LEVEL', 'verbose'],
   ])('stops start-up with one line naming %s when it is %j', (variable, value) => {
     const error = rejectionOf({ [variable]: value });
     expect(error.variable).toBe(variable);
     expect(error.message).toContain(variable);
     expect(error.message).not.toContain('\n');
+  });
+
+  it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])('accepts LOG_LEVEL=%s', (level) => {
+    expect(validateEnvironment({ LOG_LEVEL: level }).LOG_LEVEL).toBe(level);
   });
 
   it('rejects a stale TTL shorter than the fresh TTL', () => {

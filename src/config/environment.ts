@@ -28,6 +28,10 @@ export class InvalidEnvironmentError extends Error {
   }
 }
 
+/** pino's levels, from the fewest lines to the most; `silent` writes none. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 const BOOLEAN_WORDS: Readonly<Record<string, boolean>> = { true: true, '1': true, yes: true, false: false, '0': false, no: false };
 
 /** "false" must mean false; class-transformer's implicit conversion would make it true. */
@@ -104,6 +108,9 @@ export class Environment {
 
   @Min(0) @IsNumber()
   SHUTDOWN_DRAIN_SECONDS: number = 5;
+
+  @IsIn(LOG_LEVELS)
+  LOG_LEVEL: LogLevel = 'info';
 }
 
 /** Parses and validates raw variables (strings) into typed values; throws on the first bad one. */

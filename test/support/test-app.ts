@@ -1,7 +1,10 @@
+import type { ConfigType } from '@nestjs/config';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import { PinoLogger } from 'nestjs-pino';
 import { AppModule } from '../../src/app.module.js';
 import { APP_OPTIONS, configureApp, createHttpAdapter } from '../../src/app.setup.js';
+import { loggingConfig } from '../../src/config/logging.config.js';
 
 export interface TestApp {
   app: NestFastifyApplication;
@@ -24,6 +27,8 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_NAME: 'huggingface',
   CACHE_TTL_SECONDS: '3600',
   CACHE_STALE_TTL_SECONDS: '86400',
+  // Quiet test output; a suite that reads the log asks for the level it needs.
+  LOG_LEVEL: 'silent',
 };
 
 /**
@@ -34,6 +39,8 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   Object.assign(process.env, BASE_TEST_ENV, env);
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
   const app = configureApp(moduleRef.createNestApplication<NestFastifyApplication>(createHttpAdapter(), APP_OPTIONS));
+  // nestjs-pino keeps one root logger per process, built with the first app's options: later apps set their own level on it.
+  PinoLogger.root.level = app.get<ConfigType<typeof loggingConfig>>(loggingConfig.KEY).level;
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;

@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConfigType } from '@nestjs/config';
+import { type DestinationStream, type LevelWithSilent, stdTimeFunctions } from 'pino';
+import type { Options, StdSerializedResults } from 'pino-http';
+import { prettyFactory } from 'pino-pretty';
+import type { loggingConfig } from '../config/logging.config.js';
+
+type LoggingConfig = ConfigType<typeof loggingConfig>;
+
+/** Secrets are removed by configuration, so no call site has to remember to. */
+const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie', '*.authorization', '*.token', '*.hfToken', '*.HF_TOKEN'];
+const REDACTION_CENSOR = '[redacted]';
+
+/** Routes machines poll every few seconds (probes, dashboards, scrapers): at debug, or they would drown the log. */
+const POLLED_PATHS = ['/health', '/metrics'];
+
+function isPolled(url: string | undefined): boolean {
+  const path = (url ?? '').split('?')[0] ?? '';
+  return POLLED_PATHS.some((polled) => path === polled || path.startsWith(`${polled}/`));
+}
+
+/** The level of a request's completion line. */
+export function requestLogLevel(req: IncomingMessage, res: ServerResponse, error?: Error): LevelWithSilent {
+  if (isPolled(req.url)) return 'debug';
+  if (error || res.statusCode >= 500) return 'error';
+  if (res.statusCode >= 400) return 'warn';
+  return 'info';
+}
+
+/** pino-http options: one completion line per request with its `reqId`, which every log made during the request carries too. */
+export function httpLoggerOptions(config: LoggingConfig): Options {
+  return {
+    level: config.level,
+    timestamp: stdTimeFunctions.isoTime,
+    redact: { paths: REDACTED_PATHS, censor: REDACTION_CENSOR },
+    // The id is Fastify's own (see createHttpAdapter), handed to the raw request by middie: pino-http uses it as it is.
+    // Logs made during a request carry only its reqId; the completion line alone carries the request itself.
+    quietReqLogger: true,
+    customLogLevel: requestLogLevel,
+    serializers: {
+      req: (req: StdSerializedResults['req']) => ({ method: req.method, url: req.url, headers: req.headers, remoteAddress: req.remoteAddress }),
+      res: (res: StdSerializedResults['res']) => ({ statusCode: res.statusCode }),
+    },
+  };
+}
+
+/**
+ * Through `process.stdout` rather than pino's own fd writer: synchronous for files and pipes on Linux, so nothing is
+ * lost at process.exit, and whatever wraps process.stdout (a test's capture) sees every line.
+ */
+export function logDestination(config: LoggingConfig): DestinationStream {
+  if (!config.pretty) return process.stdout;
+  // Formatted in this thread, line by line, so a developer's terminal gets the last lines before exit too.
+  const prettify = prettyFactory({ singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  return { write: (line: string) => void process.stdout.write(prettify(line)) };
+}
