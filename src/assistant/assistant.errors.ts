@@ -1,6 +1,7 @@
 import type { CircuitState } from '../circuit-breaker/circuit-breaker.js';
 
-export type FallbackReason = 'circuit_open' | 'upstream_error' | 'timeout' | 'upstream_unconfigured';
+export const FALLBACK_REASONS = ['circuit_open', 'upstream_error', 'timeout', 'upstream_unconfigured'] as const;
+export type FallbackReason = (typeof FALLBACK_REASONS)[number];
 
 export interface CircuitStatus {
   name: string;

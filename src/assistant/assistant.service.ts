@@ -9,6 +9,7 @@ import { ModelCallFailedError, ModelUnconfiguredError } from '../hf-textgen/hf-t
 import { HfTextGenService } from '../hf-textgen/hf-textgen.service.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { KnowledgeBase } from '../knowledge/knowledge-base.js';
+import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import { type CircuitStatus, type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
 import { answerFromExcerpts, buildPrompt } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
@@ -18,16 +19,8 @@ export interface AssistantQuery {
   topK?: number;
 }
 
-export interface AssistantAnswer {
-  answer: string;
-  source: 'llm' | 'cache' | 'excerpts';
-  degraded: boolean;
-  fallbackReason: FallbackReason | null;
-  excerpts: Excerpt[];
-  circuit: CircuitStatus;
-  cachedAt?: string;
-  retryAfterSeconds?: number;
-}
+/** What `answer` resolves to: the DTO class is its one definition, and also what the OpenAPI document shows. */
+export type AssistantAnswer = AssistantAnswerDto;
 
 interface Outage {
   reason: FallbackReason;
