@@ -4,9 +4,11 @@ import { AssistantModule } from './assistant/assistant.module.js';
 import { CircuitBreakerModule } from './circuit-breaker/circuit-breaker.module.js';
 import { appConfig } from './config/app.config.js';
 import { HealthModule } from './health/health.module.js';
+import { MetricsModule } from './metrics/metrics.module.js';
+import { LoggingModule } from './logging/logging.module.js';
 
 @Module({
   // Env files are merged into process.env by main.ts before this module is built (see loadEnvironment).
-  imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }), CircuitBreakerModule, AssistantModule, HealthModule],
+  imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }), LoggingModule, CircuitBreakerModule, AssistantModule, HealthModule, MetricsModule],
 })
 export class AppModule {}

@@ -1,15 +1,22 @@
-import { Body, Controller, HttpCode, HttpStatus, Post } from '@nestjs/common';
-import { type AssistantAnswer, AssistantService } from './assistant.service.js';
+import { Body, Controller, HttpCode, HttpStatus, Post, UseInterceptors } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import { AnswerMetricsInterceptor } from '../metrics/answer-metrics.interceptor.js';
+import type { AssistantAnswerDto } from './assistant-answer.dto.js';
+import { ApiAnswerResponses } from './assistant.openapi.js';
+import { AssistantService } from './assistant.service.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
 import { QueryDto } from './query.dto.js';
 
+@ApiTags('assistant')
 @Controller('assistant')
 export class AssistantController {
   constructor(private readonly assistant: AssistantService) {}
 
   @Post('query')
   @HttpCode(HttpStatus.OK)
-  query(@Body(MaxQueryLengthPipe) body: QueryDto): Promise<AssistantAnswer> {
+  @UseInterceptors(AnswerMetricsInterceptor)
+  @ApiAnswerResponses()
+  query(@Body(MaxQueryLengthPipe) body: QueryDto): Promise<AssistantAnswerDto> {
     return this.assistant.answer(body);
   }
 }

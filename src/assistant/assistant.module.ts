@@ -7,6 +7,7 @@ import { assistantConfig } from '../config/assistant.config.js';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { HfTextGenModule } from '../hf-textgen/hf-textgen.module.js';
 import { KnowledgeModule } from '../knowledge/knowledge.module.js';
+import { MetricsModule } from '../metrics/metrics.module.js';
 import { AssistantController } from './assistant.controller.js';
 import { AssistantService } from './assistant.service.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
@@ -20,6 +21,7 @@ import { UpstreamUnavailableFilter } from './upstream-unavailable.filter.js';
     CircuitBreakerModule,
     HfTextGenModule,
     KnowledgeModule,
+    MetricsModule,
   ],
   controllers: [AssistantController],
   providers: [AssistantService, MaxQueryLengthPipe, { provide: APP_FILTER, useClass: UpstreamUnavailableFilter }],

@@ -21,8 +21,19 @@ export interface AnswerKey {
   temperature: number;
 }
 
+/** Cumulative lookups by result since start; `errors` also counts writes the store failed or did not answer in time. */
+export interface AnswerCacheStats {
+  store: 'memory' | 'redis';
+  freshHits: number;
+  staleHits: number;
+  misses: number;
+  errors: number;
+}
+
 /** A cache that hangs must not hold the request: past this it is a miss. */
 const CACHE_DEADLINE_MS = 250;
+/** What withinDeadline gives for a store that failed or did not answer in time, so it is told apart from a miss. */
+const STORE_FAILED = Symbol('STORE_FAILED');
 const KEY_PREFIX = 'assistant:answer:v1:';
 
 /** Case, surrounding and repeated white space do not make a different question. */
@@ -32,10 +43,12 @@ export function normaliseQuery(query: string): string {
 
 /**
  * Earlier answers, kept for CACHE_STALE_TTL_SECONDS and served as fresh for CACHE_TTL_SECONDS.
- * A store that fails or hangs is a miss, never an error.
+ * A store that fails or hangs is a miss to the caller, never an error; stats() counts it apart.
  */
 @Injectable()
 export class AnswerCache {
+  private readonly counts: Omit<AnswerCacheStats, 'store'> = { freshHits: 0, staleHits: 0, misses: 0, errors: 0 };
+
   constructor(
     @Inject(CACHE_MANAGER) private readonly cache: Cache,
     @Inject(cacheConfig.KEY) private readonly config: ConfigType<typeof cacheConfig>,
@@ -49,7 +62,15 @@ export class AnswerCache {
   /** The entry for `key` if it is younger than the stale TTL. */
   async lookup(key: string): Promise<CachedAnswer | undefined> {
     const entry = await withinDeadline(this.cache.get<CachedAnswer>(key));
-    return entry && this.ageMs(entry) < this.config.staleTtlMs ? entry : undefined;
+    if (entry === STORE_FAILED) {
+      this.counts.errors++;
+      return undefined;
+    }
+    const live = entry && this.ageMs(entry) < this.config.staleTtlMs ? entry : undefined;
+    if (!live) this.counts.misses++;
+    else if (this.isFresh(live)) this.counts.freshHits++;
+    else this.counts.staleHits++;
+    return live;
   }
 
   isFresh(entry: CachedAnswer): boolean {
@@ -57,7 +78,12 @@ export class AnswerCache {
   }
 
   async store(key: string, answer: Omit<CachedAnswer, 'createdAt'>): Promise<void> {
-    await withinDeadline(this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs));
+    const written = await withinDeadline(this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs));
+    if (written === STORE_FAILED) this.counts.errors++;
+  }
+
+  stats(): AnswerCacheStats {
+    return { store: this.config.redisUrl ? 'redis' : 'memory', ...this.counts };
   }
 
   private ageMs(entry: CachedAnswer): number {
@@ -65,15 +91,15 @@ export class AnswerCache {
   }
 }
 
-async function withinDeadline<T>(operation: Promise<T>): Promise<T | undefined> {
+async function withinDeadline<T>(operation: Promise<T>): Promise<T | typeof STORE_FAILED> {
   let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), CACHE_DEADLINE_MS);
+  const deadline = new Promise<typeof STORE_FAILED>((resolve) => {
+    timer = setTimeout(() => resolve(STORE_FAILED), CACHE_DEADLINE_MS);
   });
   try {
     return await Promise.race([operation, deadline]);
   } catch {
-    return undefined;
+    return STORE_FAILED;
   } finally {
     clearTimeout(timer);
   }

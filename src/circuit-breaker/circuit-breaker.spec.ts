@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
+import { CircuitBreaker, type CircuitBreakerEvent, type CircuitBreakerOptions } from './circuit-breaker.js';
 import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
 
 // Every time rule runs on Jest's fake clock; tasks are small async functions whose outcome the test controls.
@@ -584,6 +584,89 @@ describe('CircuitBreaker', () => {
       await Promise.all(calls.map((call) => call.settled));
       expect(breaker.state).toBe('open');
       expect(transitions().map(({ from, to }) => `${String(from)}→${String(to)}`)).toEqual(['closed→open']);
+    });
+  });
+
+  describe('onEvent', () => {
+    function observed(breaker: CircuitBreaker): CircuitBreakerEvent[] {
+      const events: CircuitBreakerEvent[] = [];
+      breaker.onEvent((event) => events.push(event));
+      return events;
+    }
+
+    const delayed = <T>(ms: number, settle: () => Promise<T>) => () => new Promise<void>((resolve) => setTimeout(resolve, ms)).then(settle);
+
+    it('reports a success with how long the call took', async () => {
+      const breaker = breakerWith();
+      const events = observed(breaker);
+      const call = breaker.fire(delayed(120, ok));
+      await jest.advanceTimersByTimeAsync(120);
+      await call;
+      expect(events).toEqual([{ breaker: 'upstream', type: 'success', durationMs: 120 }]);
+    });
+
+    it('reports each failure with its duration, then the transition when the threshold is reached', async () => {
+      const breaker = breakerWith({ failureThreshold: 2 });
+      const events = observed(breaker);
+      await failTimes(breaker, 2);
+      expect(events).toEqual([
+        { breaker: 'upstream', type: 'failure', durationMs: 0 },
+        { breaker: 'upstream', type: 'failure', durationMs: 0 },
+        { breaker: 'upstream', type: 'open' },
+      ]);
+    });
+
+    it('reports a time-out as a failure plus a timeout that carries the duration', async () => {
+      const breaker = breakerWith();
+      const events = observed(breaker);
+      const call = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await call.settled;
+      expect(events).toEqual([
+        { breaker: 'upstream', type: 'failure' },
+        { breaker: 'upstream', type: 'timeout', durationMs: 1_000 },
+      ]);
+    });
+
+    it('reports an error isFailure rejects as neutral, with its duration', async () => {
+      const breaker = breakerWith();
+      const events = observed(breaker);
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('422')), { isFailure: isOutage }));
+      expect(events).toEqual([{ breaker: 'upstream', type: 'neutral', durationMs: 0 }]);
+    });
+
+    it('reports refusals without a duration, and half-open then close around a successful trial', async () => {
+      const breaker = await openedBreaker();
+      const events = observed(breaker);
+      await rejectionOf(breaker.fire(ok));
+      await jest.advanceTimersByTimeAsync(30_000);
+      await breaker.fire(ok);
+      expect(events.map(({ type }) => type)).toEqual(['reject', 'half_open', 'close', 'success']);
+      expect(events[0]).toEqual({ breaker: 'upstream', type: 'reject' });
+    });
+
+    it('stops reporting to a listener once it unsubscribes', async () => {
+      const breaker = breakerWith();
+      const events: CircuitBreakerEvent[] = [];
+      const unsubscribe = breaker.onEvent((event) => events.push(event));
+      await breaker.fire(ok);
+      unsubscribe();
+      await breaker.fire(ok);
+      expect(events).toHaveLength(1);
+    });
+
+    it('keeps the call’s outcome and the breaker’s counts when a listener throws', async () => {
+      const breaker = breakerWith({ failureThreshold: 1 });
+      const warnSpy = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+      breaker.onEvent(() => {
+        throw new Error('observer bug');
+      });
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(await rejectionOf(breaker.fire(upstreamDown))).toBeInstanceOf(UpstreamDown);
+      expect(breaker.state).toBe('open');
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 1, failures: 1 });
+      expect(warnSpy).toHaveBeenCalled();
+      warnSpy.mockRestore();
     });
   });
 

@@ -30,6 +30,21 @@ export interface CircuitBreakerStats {
   fallbacks: number;
 }
 
+/** What observers hear: every call outcome, refusal and transition, as it happens. */
+export type CircuitBreakerEventType = 'success' | 'failure' | 'timeout' | 'neutral' | 'reject' | 'open' | 'close' | 'half_open';
+
+export interface CircuitBreakerEvent {
+  breaker: string;
+  type: CircuitBreakerEventType;
+  /**
+   * How long the upstream call took. Exactly one event per call the breaker ran carries it, and its type is the
+   * call's outcome: success, neutral, timeout or failure (a time-out also emits a 'failure' without it).
+   */
+  durationMs?: number;
+}
+
+export type CircuitBreakerListener = (event: CircuitBreakerEvent) => void;
+
 export interface CircuitBreakerSnapshot {
   name: string;
   state: CircuitState;
@@ -45,10 +60,31 @@ export interface CircuitBreakerSnapshot {
 
 type Task<T> = (signal: AbortSignal) => Promise<T>;
 
+/** A call that succeeded, with its duration, so onSuccess can report it. */
+class CompletedCall {
+  constructor(
+    readonly result: unknown,
+    readonly durationMs: number,
+  ) {}
+}
+
 /** A call that ended in an error that is not the upstream's fault: opossum sees it settle, we rethrow it. */
 class NeutralOutcome {
-  constructor(readonly error: unknown) {}
+  constructor(
+    readonly error: unknown,
+    readonly durationMs: number,
+  ) {}
 }
+
+/** A call that failed, with its duration: opossum sees it as the failure, the caller gets `error` back. */
+class FailedCall {
+  constructor(
+    readonly error: unknown,
+    readonly durationMs: number,
+  ) {}
+}
+
+type SettledCall = CompletedCall | NeutralOutcome;
 
 /** Ends a call still running: aborts its signal with `reason` and rejects its promise with it. */
 type AbortInFlight = (reason: Error) => void;
@@ -62,9 +98,10 @@ const everyErrorIsAFailure = () => true;
  */
 export class CircuitBreaker {
   private readonly logger = new Logger(CircuitBreaker.name);
-  private readonly breaker: Opossum<[() => Promise<unknown>], unknown>;
+  private readonly breaker: Opossum<[() => Promise<SettledCall>], SettledCall>;
   private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, fallbacks: 0 };
   private readonly inFlight = new Set<AbortInFlight>();
+  private readonly listeners = new Set<CircuitBreakerListener>();
   private consecutiveFailures = 0;
   private openedAt?: number;
   private lastState: CircuitState = 'closed';
@@ -74,7 +111,7 @@ export class CircuitBreaker {
     private readonly options: CircuitBreakerOptions,
   ) {
     // Always enabled underneath, so stats are kept; `options.enabled: false` only means it never opens.
-    this.breaker = new Opossum((run: () => Promise<unknown>) => run(), {
+    this.breaker = new Opossum((run: () => Promise<SettledCall>) => run(), {
       name,
       resetTimeout: options.resetTimeoutMs,
       // Our own per-call timer aborts the call's signal; opossum's would only stop waiting for it.
@@ -85,7 +122,7 @@ export class CircuitBreaker {
       rollingPercentilesEnabled: false,
       enableSnapshots: false,
     });
-    this.breaker.on('success', (result: unknown) => this.onSuccess(result));
+    this.breaker.on('success', (settled: SettledCall) => this.onSuccess(settled));
     this.breaker.on('failure', (error: unknown) => this.onFailure(error));
     this.breaker.on('open', () => this.onTransition('open'));
     this.breaker.on('halfOpen', () => this.onTransition('half_open'));
@@ -100,14 +137,30 @@ export class CircuitBreaker {
 
   /** Runs `task` behind the breaker; rejects with CircuitOpenError at once when the circuit refuses. */
   fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
-    // Refused here, before opossum, so a refusal costs one error and no events: the fail-fast path.
+    // Refused here, before opossum, so a refusal costs one error and no opossum events: the fail-fast path.
     if (this.refusesCalls()) {
       this.counts.rejects++;
+      this.emit('reject');
       return Promise.reject(new CircuitOpenError(this.name, this.retryAfterSeconds()));
     }
     const isFailure = options.isFailure ?? everyErrorIsAFailure;
-    const run = () => this.runWithTimeout(task, options.signal).catch((error: unknown) => this.settleError(error, isFailure, options.signal));
-    return this.breaker.fire(run).then((result) => (result instanceof NeutralOutcome ? Promise.reject(result.error) : (result as T)));
+    const run = (): Promise<SettledCall> => {
+      const startedAt = performance.now();
+      return this.runWithTimeout(task, options.signal).then(
+        (result) => new CompletedCall(result, performance.now() - startedAt),
+        (error: unknown) => this.settleError(error, isFailure, performance.now() - startedAt, options.signal),
+      );
+    };
+    return this.breaker.fire(run).then(
+      (settled) => (settled instanceof NeutralOutcome ? Promise.reject(settled.error) : (settled.result as T)),
+      (error: unknown) => Promise.reject(error instanceof FailedCall ? error.error : error),
+    );
+  }
+
+  /** Calls `listener` on every event of this breaker until the returned function is called. */
+  onEvent(listener: CircuitBreakerListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** The caller served a fallback answer because a call through this breaker did not succeed. */
@@ -175,31 +228,40 @@ export class CircuitBreaker {
     });
   }
 
-  /** Failures go on to opossum as errors; anything else settles as a NeutralOutcome, counted neither way. */
-  private settleError(error: unknown, isFailure: (error: unknown) => boolean, callerSignal?: AbortSignal): NeutralOutcome {
-    if (error instanceof CallTimeoutError) throw error;
-    if (callerSignal?.aborted) return new NeutralOutcome(error);
+  /** Failures go on to opossum as a FailedCall; anything else settles as a NeutralOutcome, counted neither way. */
+  private settleError(error: unknown, isFailure: (error: unknown) => boolean, durationMs: number, callerSignal?: AbortSignal): NeutralOutcome {
+    if (error instanceof CallTimeoutError) throw new FailedCall(error, durationMs);
+    if (callerSignal?.aborted) return new NeutralOutcome(error, durationMs);
     let counts = true;
     try {
       counts = isFailure(error);
     } catch {
       // A classifier that throws cannot vouch for the upstream: count it.
     }
-    if (counts) throw error;
-    return new NeutralOutcome(error);
+    if (counts) throw new FailedCall(error, durationMs);
+    return new NeutralOutcome(error, durationMs);
   }
 
-  private onSuccess(result: unknown): void {
+  private onSuccess(settled: SettledCall): void {
     // A request-specific rejection neither counts as a failure nor proves the upstream healthy.
-    if (result instanceof NeutralOutcome) return;
+    if (settled instanceof NeutralOutcome) {
+      this.emit('neutral', settled.durationMs);
+      return;
+    }
     this.consecutiveFailures = 0;
     this.counts.successes++;
+    this.emit('success', settled.durationMs);
   }
 
-  private onFailure(error: unknown): void {
+  private onFailure(failed: unknown): void {
+    const { error, durationMs } = failed instanceof FailedCall ? failed : { error: failed, durationMs: undefined };
+    const timedOut = error instanceof CallTimeoutError;
     this.counts.failures++;
-    if (error instanceof CallTimeoutError) this.counts.timeouts++;
+    if (timedOut) this.counts.timeouts++;
     this.consecutiveFailures++;
+    // The time-out event carries the duration, so each call is timed once under its most specific outcome.
+    this.emit('failure', timedOut ? undefined : durationMs);
+    if (timedOut) this.emit('timeout', durationMs);
     // A failed half-open trial re-opens through opossum itself; here only the closed circuit trips.
     if (this.options.enabled && this.breaker.closed && this.consecutiveFailures >= this.options.failureThreshold) this.breaker.open();
   }
@@ -221,5 +283,20 @@ export class CircuitBreaker {
       failures: this.consecutiveFailures,
       nextAttemptAt: next === undefined ? null : new Date(next).toISOString(),
     });
+    this.emit(to === 'closed' ? 'close' : to);
+  }
+
+  /** Free when nobody listens, so the fail-fast path stays one counter and one error. */
+  private emit(type: CircuitBreakerEventType, durationMs?: number): void {
+    if (this.listeners.size === 0) return;
+    const event: CircuitBreakerEvent = durationMs === undefined ? { breaker: this.name, type } : { breaker: this.name, type, durationMs };
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        // An observer's bug must not change a call's outcome or the breaker's state.
+        this.logger.warn(`A listener of circuit "${this.name}" threw: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
   }
 }
