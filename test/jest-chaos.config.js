@@ -10,7 +10,7 @@ export default {
   testEnvironment: 'node',
   testRegex: ['test/chaos/.*\\.chaos-spec\\.ts$'],
   testPathIgnorePatterns: ['/node_modules/', ...ignoredWithoutRedis(['\\.chaos-spec\\.ts$'], 'the chaos suites')],
-  globalSetup: '<rootDir>/test/global-setup.js',
+  globalSetup: '<rootDir>/test/chaos/global-setup.js',
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { fixed, markdownTable } from '../../bench/stats.js';
 import { startAppProcess, type AppProcess } from '../support/app-process.js';
-import { FakeHfUpstream, type Fault } from '../support/fake-hf-upstream.js';
+import type { Fault } from '../support/fake-hf-upstream.js';
 import { RedisTestServer } from '../support/redis-server.js';
 import { ask, circuitState, eventLoopDelayP99Ms, load, type LoadReport, rssBytes, until } from './load.js';
+import { pinCpus } from './cpu-affinity.js';
+import { UpstreamProcess } from './upstream-process.js';
 
 // The real app process with a real Redis under bounded load (50 clients, loopback), one fault at a time.
 
@@ -37,10 +39,11 @@ interface Row {
 }
 
 describe('chaos: the app under load while the model misbehaves', () => {
-  let upstream: FakeHfUpstream;
+  let upstream: UpstreamProcess;
   let redis: RedisTestServer;
   let app: AppProcess;
   const rows: Row[] = [];
+  let pinning = '';
   const env = () => ({
     HF_ENDPOINT_URL: upstream.url,
     REDIS_URL: redis.url,
@@ -51,16 +54,17 @@ describe('chaos: the app under load while the model misbehaves', () => {
   });
 
   beforeAll(async () => {
-    upstream = await FakeHfUpstream.start();
+    upstream = await UpstreamProcess.start();
     redis = await RedisTestServer.start();
-    app = await startAppProcess(env());
+    app = await startAppProcess(env(), { output: 'discard' });
+    pinning = pinCpus(app.process.pid ?? 0, [process.pid, upstream.pid]);
     for (const question of CACHED) expect((await ask(app.url, question)).servedBy).toBe('llm');
   });
 
   afterAll(async () => {
     await app?.kill('SIGKILL');
     await redis?.stop();
-    await upstream?.close();
+    await upstream?.stop();
     const table = markdownTable(
       ['scenario', 'requests', 'statuses', 'answers', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'RSS MB before → after', 'upstream calls'],
       rows.map((r) => [
@@ -76,12 +80,12 @@ describe('chaos: the app under load while the model misbehaves', () => {
         r.upstreamCalls,
       ]),
     );
-    process.stdout.write(`\nChaos (time-out ${TIMEOUT_MS} ms, reset ${RESET_MS} ms, threshold ${THRESHOLD}, ${CLIENTS} clients)\n${table}\n`);
+    process.stdout.write(`\nChaos (time-out ${TIMEOUT_MS} ms, reset ${RESET_MS} ms, threshold ${THRESHOLD}, ${CLIENTS} clients; ${pinning})\n${table}\n`);
   });
 
   /** Model healthy and circuit closed again (a request may be needed to make the half-open trial happen). */
   async function healthy(): Promise<void> {
-    upstream.setFault({ kind: 'ok' });
+    await upstream.setFault({ kind: 'ok' });
     let i = 0;
     await until(
       async () => {
@@ -100,8 +104,8 @@ describe('chaos: the app under load while the model misbehaves', () => {
     await healthy();
     await eventLoopDelayP99Ms(app.url);
     const rssBefore = await rssBytes(app.process.pid ?? 0);
-    const callsBefore = upstream.calls;
-    upstream.setFault(fault);
+    const callsBefore = await upstream.calls();
+    await upstream.setFault(fault);
     const report = await load(app.url, requests, CLIENTS, question);
     rows.push({
       scenario,
@@ -109,7 +113,7 @@ describe('chaos: the app under load while the model misbehaves', () => {
       eventLoopP99Ms: await eventLoopDelayP99Ms(app.url),
       rssBeforeMb: rssBefore / 2 ** 20,
       rssAfterMb: (await rssBytes(app.process.pid ?? 0)) / 2 ** 20,
-      upstreamCalls: upstream.calls - callsBefore,
+      upstreamCalls: (await upstream.calls()) - callsBefore,
     });
     expectEveryRequestAnswered(report, question);
     return report;
@@ -130,17 +134,17 @@ describe('chaos: the app under load while the model misbehaves', () => {
   /** While open, only the single half-open trial per reset period reaches the model. */
   async function expectOnlyTrialsWhileOpen(): Promise<void> {
     expect(await circuitState(app.url)).not.toBe('closed');
-    const callsBefore = upstream.calls;
+    const callsBefore = await upstream.calls();
     const started = performance.now();
     const report = await load(app.url, 1500, CLIENTS, (i) => known(2e6 + i));
     const elapsedMs = performance.now() - started;
     expect(report.statuses['200']).toBe(1500);
-    expect(upstream.calls - callsBefore).toBeLessThanOrEqual(Math.floor(elapsedMs / RESET_MS) + 1);
+    expect((await upstream.calls()) - callsBefore).toBeLessThanOrEqual(Math.floor(elapsedMs / RESET_MS) + 1);
   }
 
   /** After the model returns, the circuit closes within one reset period (plus one request's time). */
   async function expectRecoveryWithinOneResetPeriod(): Promise<void> {
-    upstream.setFault({ kind: 'ok' });
+    await upstream.setFault({ kind: 'ok' });
     const back = performance.now();
     let i = 0;
     await until(
@@ -213,12 +217,13 @@ describe('chaos: the app under load while the model misbehaves', () => {
     await healthy();
     for (const question of CACHED) await ask(app.url, question);
     await app.kill('SIGTERM');
-    app = await startAppProcess(env());
-    upstream.setFault({ kind: 'error500' });
-    const callsBefore = upstream.calls;
+    app = await startAppProcess(env(), { output: 'discard' });
+    pinCpus(app.process.pid ?? 0, []);
+    await upstream.setFault({ kind: 'error500' });
+    const callsBefore = await upstream.calls();
     const report = await load(app.url, 600, CLIENTS, (i) => CACHED[i % CACHED.length] as string);
     expect(report.sources).toEqual({ cache: 600 });
-    expect(upstream.calls).toBe(callsBefore);
+    expect(await upstream.calls()).toBe(callsBefore);
   });
 
   it(`grows RSS by less than ${RSS_GROWTH_LIMIT_MB} MB over 20 000 requests once warmed up (no leak)`, async () => {
@@ -228,5 +233,5 @@ describe('chaos: the app under load while the model misbehaves', () => {
     const row = rows[rows.length - 1] as Row;
     expect(report.statuses).toEqual({ '200': 20_000 });
     expect(row.rssAfterMb - row.rssBeforeMb).toBeLessThan(RSS_GROWTH_LIMIT_MB);
-  });
+  }, 150_000);
 });

@@ -40,11 +40,15 @@ export async function ask(url: string, query: string): Promise<Outcome> {
   }
 }
 
+/** Clients join 2 ms apart, as real ones do, rather than all in one millisecond and in lock-step after it. */
+const RAMP_UP_MS_PER_CLIENT = 2;
+
 /** `total` requests from `concurrency` clients at once; `question(i)` picks request i's question, `outcomes[i]` its answer. */
 export async function load(url: string, total: number, concurrency: number, question: (i: number) => string): Promise<LoadReport> {
   const outcomes: Outcome[] = new Array<Outcome>(total);
   let next = 0;
-  const client = async () => {
+  const client = async (_: unknown, k: number) => {
+    await new Promise((resolve) => setTimeout(resolve, k * RAMP_UP_MS_PER_CLIENT));
     while (next < total) {
       const i = next++;
       outcomes[i] = await ask(url, question(i));

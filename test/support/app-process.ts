@@ -32,10 +32,16 @@ const running = new Set<AppProcess>();
  * is read, HOST=127.0.0.1, a free PORT, nothing inherited from the test runner's environment but PATH, so no
  * real HF token or Redis can leak in. `env` wins over all of it (a test can pass a bad PORT). Does not wait.
  */
-export async function spawnApp(env: Record<string, string> = {}): Promise<AppProcess> {
+export interface SpawnOptions {
+  /** 'discard' sends the app's logs to /dev/null: a pipe nobody drains fast enough would block its writes. */
+  output?: 'collect' | 'discard';
+}
+
+export async function spawnApp(env: Record<string, string> = {}, { output: keep = 'collect' }: SpawnOptions = {}): Promise<AppProcess> {
   const port = String(await freePort());
   const fullEnv: Record<string, string> = { PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: port, ...env };
-  const child = spawn(process.execPath, [MAIN], { cwd: ROOT_DIR, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdio = keep === 'collect' ? 'pipe' : 'ignore';
+  const child = spawn(process.execPath, [MAIN], { cwd: ROOT_DIR, env: fullEnv, stdio: ['ignore', stdio, stdio] });
   let output = '';
   const collect = (chunk: Buffer): void => {
     output += chunk.toString('utf8');
@@ -60,8 +66,8 @@ export async function spawnApp(env: Record<string, string> = {}): Promise<AppPro
 }
 
 /** Spawns the app and resolves once `GET /health/ready` answers 200; rejects with its output if it exits or hangs. */
-export async function startAppProcess(env: Record<string, string> = {}): Promise<AppProcess> {
-  const app = await spawnApp(env);
+export async function startAppProcess(env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<AppProcess> {
+  const app = await spawnApp(env, options);
   let exit: ProcessExit | undefined;
   void app.exited.then((result) => (exit = result));
   const deadline = Date.now() + READY_DEADLINE_MS;

@@ -168,14 +168,17 @@ export class FakeHfUpstream {
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.inFlight += 1;
-    // 'close' fires both when the response is sent and when the connection drops before that
-    res.once('close', () => {
-      this.inFlight -= 1;
-      this.notifyWaiters();
-    });
-    const raw = await readBody(req);
     const route = `${req.method ?? ''} ${(req.url ?? '').split('?')[0]}`;
+    // Only chat calls count as in flight: an admin request asking for stats must not count itself.
+    if (route === `POST ${CHAT_PATH}`) {
+      this.inFlight += 1;
+      // 'close' fires both when the response is sent and when the connection drops before that
+      res.once('close', () => {
+        this.inFlight -= 1;
+        this.notifyWaiters();
+      });
+    }
+    const raw = await readBody(req);
     switch (route) {
       case `POST ${CHAT_PATH}`:
         return this.answerChat(req, res, raw);
