@@ -1,5 +1,6 @@
 // A fake HuggingFace/TGI upstream on loopback: speaks POST /v1/chat/completions and injects faults on demand.
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,6 +77,8 @@ export class FakeHfUpstream {
   private readonly lifetime = new AbortController();
 
   private constructor(private readonly server: Server) {
+    // Every delayed answer waits on the lifetime signal: dozens at once under load is intended, not a leak.
+    setMaxListeners(0, this.lifetime.signal);
     server.on('connection', (socket: Socket) => this.track(socket));
     // a bug in the fake must surface as a dropped connection in the test, not as an unhandled rejection
     server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.route(req, res).catch(() => res.destroy()));
