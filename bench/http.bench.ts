@@ -1,6 +1,7 @@
 import autocannon from 'autocannon';
 import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
 import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
+import { pinCpus } from '../test/support/cpu-affinity.js';
 import { RedisTestServer } from '../test/support/redis-server.js';
 import { fixed, markdownTable } from './stats.js';
 
@@ -105,12 +106,20 @@ function appEnv(upstream: FakeHfUpstream, extra: Record<string, string> = {}): R
   };
 }
 
-export async function runHttpBench(): Promise<{ scenarios: HttpScenarioResult[]; outage: OutageTimings }> {
+export interface HttpBenchResult {
+  scenarios: HttpScenarioResult[];
+  outage: OutageTimings;
+  pinning: string;
+}
+
+export async function runHttpBench(): Promise<HttpBenchResult> {
   const upstream = await FakeHfUpstream.start();
   const redis = await RedisTestServer.start();
   const apps: AppProcess[] = [];
+  let pinning = '';
   const start = async (env: Record<string, string>) => {
-    const app = await startAppProcess(env);
+    const app = await startAppProcess(env, { output: 'discard' });
+    pinning = pinCpus(app.process.pid ?? 0, [process.pid]);
     apps.push(app);
     return app;
   };
@@ -144,7 +153,7 @@ export async function runHttpBench(): Promise<{ scenarios: HttpScenarioResult[];
 
     upstream.reset();
     const outage = await measureOutage(await start(appEnv(upstream, { CIRCUIT_BREAKER_RESET_TIMEOUT: '1', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5' })), upstream);
-    return { scenarios: withGoals(scenarios), outage };
+    return { scenarios: withGoals(scenarios), outage, pinning };
   } finally {
     await Promise.all(apps.map((app) => app.kill('SIGTERM')));
     await redis.stop();
@@ -208,7 +217,7 @@ function withGoals(scenarios: HttpScenarioResult[]): HttpScenarioResult[] {
   });
 }
 
-export function httpTables({ scenarios, outage }: { scenarios: HttpScenarioResult[]; outage: OutageTimings }): string {
+export function httpTables({ scenarios, outage, pinning }: HttpBenchResult): string {
   const throughput = markdownTable(
     [`HTTP, ${CONNECTIONS} connections, ${DURATION_SECONDS} s each`, 'req/s', '× bare', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'served by', 'goal'],
     scenarios.map((s) => [s.name, fixed(s.requestsPerSecond, 0), fixed(s.ratioToBare ?? Number.NaN), fixed(s.p50Ms, 1), fixed(s.p99Ms, 1), s.non2xx, s.errors, s.served, s.goal ?? '']),
@@ -221,5 +230,5 @@ export function httpTables({ scenarios, outage }: { scenarios: HttpScenarioResul
       ['time to recover (model back → circuit closed, answers from llm)', `${fixed(outage.recoverMs, 0)} ms`],
     ],
   );
-  return `${throughput}\n\n${timings}`;
+  return `Against node dist/main.js (logs at info to /dev/null, metrics on; ${pinning}).\n\n${throughput}\n\n${timings}`;
 }

@@ -4,7 +4,7 @@ import { startAppProcess, type AppProcess } from '../support/app-process.js';
 import type { Fault } from '../support/fake-hf-upstream.js';
 import { RedisTestServer } from '../support/redis-server.js';
 import { ask, circuitState, eventLoopDelayP99Ms, load, type LoadReport, rssBytes, until } from './load.js';
-import { pinCpus } from './cpu-affinity.js';
+import { pinCpus } from '../support/cpu-affinity.js';
 import { UpstreamProcess } from './upstream-process.js';
 
 // The real app process with a real Redis under bounded load (50 clients, loopback), one fault at a time.

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { cpus as machineCpus } from 'node:os';
 
 /**
  * Load-test hygiene on a small machine: the app gets a CPU of its own, the load generator (this process) and the
@@ -7,7 +7,8 @@ import { availableParallelism } from 'node:os';
  * Without taskset or a second CPU nothing is pinned.
  */
 export function pinCpus(appPid: number, harnessPids: number[]): string {
-  const cpus = availableParallelism();
+  // The machine's CPUs, not this process's (availableParallelism shrinks once the harness has pinned itself).
+  const cpus = machineCpus().length;
   if (cpus < 2) return 'not pinned (one CPU)';
   try {
     execFileSync('taskset', ['-cp', '0', String(appPid)], { stdio: 'ignore' });
