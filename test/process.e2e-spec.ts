@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { type AppProcess, killAppProcesses, spawnApp, startAppProcess } from './support/app-process.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
-import { LEVEL, logEntries, transitionsIn } from './support/log-lines.js';
+import { eventually, withinMs } from './support/http.js';
+import { LEVEL, logEntries, transitionsIn, linesContaining } from './support/log-lines.js';
 
 interface Reply {
   status: number;
@@ -48,16 +49,6 @@ async function read(response: Response): Promise<Reply> {
 }
 
 /** Calls `probe` until `done` holds for its result; fails with the last result after `timeoutMs`. */
-async function pollUntil<T>(probe: () => Promise<T>, done: (result: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (done(last)) return last;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`condition not met after ${timeoutMs} ms; last result: ${JSON.stringify(last)}`);
-}
 
 /** Opens a brand-new TCP connection (no keep-alive reuse): true if the port accepts it. */
 function acceptsConnections(url: string): Promise<boolean> {
@@ -72,18 +63,6 @@ function acceptsConnections(url: string): Promise<boolean> {
   });
 }
 
-function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function linesContaining(output: string, text: string): string[] {
-  return output.split('\n').filter((line) => line.includes(text));
-}
-
 describe('shutting down on SIGTERM', () => {
   it('turns not-ready at once, keeps serving through the drain, finishes the request in flight, refuses new connections, and exits 0', async () => {
     upstream.setFault({ kind: 'ok', latencyMs: 800, answer: 'Half-open lets one trial call through.' });
@@ -94,12 +73,12 @@ describe('shutting down on SIGTERM', () => {
     app.process.kill('SIGTERM');
 
     // Readiness' own 503 (phase "draining"), not Fastify's 503 for a server that is already closing.
-    const notReady = await pollUntil(() => get(app, '/health/ready'), (reply) => reply.status === 503, 2000);
+    const notReady = await eventually(() => get(app, '/health/ready'), (reply) => reply.status === 503, 2000);
     expect(notReady.body).toMatchObject({ status: 'error', error: { readiness: { status: 'down', phase: 'draining' } } });
     const live = await get(app, '/health/live');
     expect(live.status).toBe(200);
 
-    await pollUntil(() => acceptsConnections(app.url), (accepted) => !accepted, 5000);
+    await eventually(() => acceptsConnections(app.url), (accepted) => !accepted, 5000);
 
     const answered = await inFlight;
     expect(answered.status).toBe(200);
@@ -167,7 +146,7 @@ describe('the HF token', () => {
     replies.push(await ask(app, 'what do the health probes say'));
     replies.push(await get(app, '/health/circuit-breaker'), await get(app, '/health'));
     upstream.setFault({ kind: 'ok' });
-    const recovered = await pollUntil(() => ask(app, 'what is the knowledge base'), (reply) => reply.body['source'] === 'llm', 5000);
+    const recovered = await eventually(() => ask(app, 'what is the knowledge base'), (reply) => reply.body['source'] === 'llm', 5000);
     replies.push(recovered);
     const exit = await withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT');
 
@@ -194,7 +173,7 @@ describe('circuit breaker transitions', () => {
       { name: 'hf-process', state: 'closed' },
       { name: 'hf-process', state: 'open' },
     ]);
-    const halfOpen = await pollUntil(() => get(app, '/health/circuit-breaker'), (reply) => reply.status === 200, 5000);
+    const halfOpen = await eventually(() => get(app, '/health/circuit-breaker'), (reply) => reply.status === 200, 5000);
     expect(halfOpen.body).toMatchObject({ details: { 'hf-process': { state: 'half_open' } } });
     upstream.setFault({ kind: 'ok' });
     const recovered = await ask(app, 'how is the circuit breaker configured');

@@ -3,7 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { killAppProcesses, startAppProcess } from './support/app-process.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
-import { type CapturedOutput, captureOutput } from './support/log-lines.js';
+import { eventually, withinMs } from './support/http.js';
+import { type CapturedOutput, captureOutput, linesContaining } from './support/log-lines.js';
 import { RedisTestServer } from './support/redis-server.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
@@ -43,7 +44,7 @@ afterEach(async () => {
   // An app closed while Redis is down never finishes closing (see "shutting down while Redis is down"),
   // so Redis comes back and every replica reconnects before the replicas close.
   if (!redisRunning) await startRedis();
-  await Promise.all(replicas.map((replica) => pollUntil(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS)));
+  await Promise.all(replicas.map((replica) => eventually(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS)));
   await Promise.all(replicas.splice(0).map((replica) => replica.close()));
 });
 
@@ -101,24 +102,6 @@ async function read(response: Response, started: number): Promise<Reply> {
 }
 
 /** Calls `probe` until `done` holds for its result; fails with the last result after `timeoutMs`. */
-async function pollUntil<T>(probe: () => Promise<T>, done: (result: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (done(last)) return last;
-    await sleep(50);
-  }
-  throw new Error(`condition not met after ${timeoutMs} ms; last result: ${JSON.stringify(last)}`);
-}
-
-function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 function cacheHealth(reply: Reply): unknown {
   return (reply.body['details'] as Record<string, unknown> | undefined)?.['cache'];
@@ -126,10 +109,6 @@ function cacheHealth(reply: Reply): unknown {
 
 /** The cache entry alone: the whole of /health is also 503 while the circuit is open. */
 const cacheIsUp = (reply: Reply): boolean => (cacheHealth(reply) as { status?: string } | undefined)?.status === 'up';
-
-function linesContaining(output: string, text: string): string[] {
-  return output.split('\n').filter((line) => line.includes(text));
-}
 
 describe('answers cached in Redis', () => {
   it('are served by another replica from the cache, with no model call', async () => {
@@ -156,7 +135,7 @@ describe('health with Redis', () => {
     expect(cacheHealth(healthy)).toEqual({ store: 'redis', status: 'up' });
 
     await killRedis();
-    const unhealthy = await pollUntil(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    const unhealthy = await eventually(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
     expect(cacheHealth(unhealthy)).toMatchObject({ store: 'redis', status: 'down' });
     expect((await get(replica.url, '/health/ready')).status).toBe(200);
     expect((await get(replica.url, '/health/live')).status).toBe(200);
@@ -191,11 +170,11 @@ describe('Redis restarted on the same port', () => {
   it('is reconnected by itself: the cache is up again, answers are shared through Redis, and the return is logged', async () => {
     const replica = await startReplica();
     await killRedis();
-    await pollUntil(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    await eventually(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
     const duringOutage = await ask(replica.url, newQuestion());
 
     await startRedis();
-    const healthy = await pollUntil(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
+    const healthy = await eventually(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
     const question = newQuestion();
     const fromModel = await ask(replica.url, question);
     const other = await startReplica();
@@ -221,7 +200,7 @@ describe('an app started while Redis is down', () => {
     const withoutRedis = await ask(app.url, newQuestion());
     const unhealthy = await get(app.url, '/health');
     await startRedis();
-    await pollUntil(() => get(app.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
+    await eventually(() => get(app.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
     const question = newQuestion();
     const fromModel = await ask(app.url, question);
     const other = await startReplica();
@@ -273,7 +252,7 @@ describe('shutting down while Redis is down', () => {
   it('completes on SIGTERM (the app logs "Stopped") and exits 0', async () => {
     const app = await startAppProcess({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, SHUTDOWN_DRAIN_SECONDS: '0' });
     await killRedis();
-    await pollUntil(() => get(app.url, '/health'), (reply) => !cacheIsUp(reply), RECONNECT_DEADLINE_MS);
+    await eventually(() => get(app.url, '/health'), (reply) => !cacheIsUp(reply), RECONNECT_DEADLINE_MS);
 
     app.process.kill('SIGTERM');
     const exit = await withinMs(app.exited, 10_000, 'exit after SIGTERM');

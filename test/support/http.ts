@@ -113,6 +113,15 @@ export async function eventually<T>(probe: () => Promise<T>, done: (value: T) =>
   }
 }
 
+/** Rejects when `promise` takes longer than `ms`, naming `what` in the error. */
+export function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** A breaker's entry in a Terminus body (keyed by the breaker's name), if there is one. */
 export function breakerEntry(health: HealthBody, name: string): BreakerEntry | undefined {
   return health.details[name] as unknown as BreakerEntry | undefined;

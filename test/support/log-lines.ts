@@ -68,3 +68,8 @@ export function captureOutput(): CapturedOutput {
     restore: () => restorers.forEach((restore) => restore()),
   };
 }
+
+/** Raw output lines mentioning `text`, for plain (non-JSON) lines such as a start-up failure. */
+export function linesContaining(output: string, text: string): string[] {
+  return output.split('\n').filter((line) => line.includes(text));
+}
