@@ -8,7 +8,7 @@ import { MetricsModule } from './metrics/metrics.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 
 @Module({
-  // Env files are merged into process.env by main.ts before this module is built (see loadEnvironment).
+  // main.ts merges the env file into the environment before this module is built (see loadEnvironment).
   imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }), LoggingModule, CircuitBreakerModule, AssistantModule, HealthModule, MetricsModule],
 })
 export class AppModule {}
