@@ -48,7 +48,11 @@ export async function runBreakerBench(): Promise<BreakerBenchResult> {
   const config = app.get<{ timeoutMs: number }>(circuitBreakerConfig.KEY);
   const target = app.get(GuardedTarget);
   const direct = async (value: number) => value + 1;
-  const opossum = new Opossum(direct, { timeout: config.timeoutMs || TIMEOUT_MS, rollingPercentilesEnabled: false, enableSnapshots: false });
+  const opossum = new Opossum(direct, {
+    timeout: config.timeoutMs || TIMEOUT_MS,
+    rollingPercentilesEnabled: false,
+    enableSnapshots: false,
+  });
   // The same work ours does per call (a fresh AbortController whose signal the task gets, a time-out timer), on raw opossum.
   const opossumWithAbort = new Opossum(
     (value: number) => {
@@ -96,8 +100,14 @@ export async function runBreakerBench(): Promise<BreakerBenchResult> {
   return {
     perCallNs,
     decoratorOverOpossum: (perCallNs['@UseCircuitBreaker() (ours)'] ?? NaN) / (perCallNs['raw opossum fire()'] ?? NaN),
-    decoratorOverOpossumWithAbort: (perCallNs['@UseCircuitBreaker() (ours)'] ?? NaN) / (perCallNs['raw opossum + per-call AbortController'] ?? NaN),
-    failFast: { p50Us: percentile(rejectUs, 50), p99Us: percentile(rejectUs, 99), maxUs: rejectUs[rejectUs.length - 1] ?? NaN, samples: FAIL_FAST_SAMPLES },
+    decoratorOverOpossumWithAbort:
+      (perCallNs['@UseCircuitBreaker() (ours)'] ?? NaN) / (perCallNs['raw opossum + per-call AbortController'] ?? NaN),
+    failFast: {
+      p50Us: percentile(rejectUs, 50),
+      p99Us: percentile(rejectUs, 99),
+      maxUs: rejectUs[rejectUs.length - 1] ?? NaN,
+      samples: FAIL_FAST_SAMPLES,
+    },
   };
 }
 
@@ -110,7 +120,15 @@ export function breakerTables(result: BreakerBenchResult): string {
   const goal = result.decoratorOverOpossum <= 1.2 ? 'met' : 'MISSED';
   const failFast = markdownTable(
     ['fail-fast with the circuit open', 'p50 µs', 'p99 µs', 'max µs', 'goal'],
-    [['reject through @UseCircuitBreaker()', fixed(result.failFast.p50Us), fixed(result.failFast.p99Us), fixed(result.failFast.maxUs, 1), result.failFast.p99Us < 200 ? 'p99 < 0.2 ms: met' : 'p99 < 0.2 ms: MISSED']],
+    [
+      [
+        'reject through @UseCircuitBreaker()',
+        fixed(result.failFast.p50Us),
+        fixed(result.failFast.p99Us),
+        fixed(result.failFast.maxUs, 1),
+        result.failFast.p99Us < 200 ? 'p99 < 0.2 ms: met' : 'p99 < 0.2 ms: MISSED',
+      ],
+    ],
   );
   const summary =
     `Decorator over raw opossum: ${fixed(result.decoratorOverOpossum)}× (goal ≤ 1.20×: ${goal}). ` +

@@ -131,12 +131,24 @@ export async function runHttpBench(): Promise<HttpBenchResult> {
     scenarios.push(await scenario('bare route (GET /health/live)', memoryApp, { method: 'GET', path: '/health/live' }));
     await ask(memoryApp, KNOWN_QUESTION);
     scenarios.push(await scenario('fresh cache hit (memory)', memoryApp, { method: 'POST', path: '/assistant/query', body: known }));
-    scenarios.push(await scenario('healthy path, zero-latency upstream', memoryApp, { method: 'POST', path: '/assistant/query', body: known, uniqueBodies: true }));
+    scenarios.push(
+      await scenario('healthy path, zero-latency upstream', memoryApp, {
+        method: 'POST',
+        path: '/assistant/query',
+        body: known,
+        uniqueBodies: true,
+      }),
+    );
     await openCircuit(memoryApp, upstream);
     const excerptsBody = JSON.stringify({ query: 'How do I read nextAttemptAt on the breaker route?' });
     scenarios.push(await scenario('open circuit → excerpts', memoryApp, { method: 'POST', path: '/assistant/query', body: excerptsBody }));
     scenarios.push(
-      await scenario('open circuit → excerpts, every question new', memoryApp, { method: 'POST', path: '/assistant/query', body: excerptsBody, uniqueBodies: true }),
+      await scenario('open circuit → excerpts, every question new', memoryApp, {
+        method: 'POST',
+        path: '/assistant/query',
+        body: excerptsBody,
+        uniqueBodies: true,
+      }),
     );
 
     upstream.reset();
@@ -152,7 +164,10 @@ export async function runHttpBench(): Promise<HttpBenchResult> {
     scenarios.push(await scenario('open circuit → stale cache', staleApp, { method: 'POST', path: '/assistant/query', body: known }));
 
     upstream.reset();
-    const outage = await measureOutage(await start(appEnv(upstream, { CIRCUIT_BREAKER_RESET_TIMEOUT: '1', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5' })), upstream);
+    const outage = await measureOutage(
+      await start(appEnv(upstream, { CIRCUIT_BREAKER_RESET_TIMEOUT: '1', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5' })),
+      upstream,
+    );
     return { scenarios: withGoals(scenarios), outage, pinning };
   } finally {
     await Promise.all(apps.map((app) => app.kill('SIGTERM')));
@@ -219,8 +234,28 @@ function withGoals(scenarios: HttpScenarioResult[]): HttpScenarioResult[] {
 
 export function httpTables({ scenarios, outage, pinning }: HttpBenchResult): string {
   const throughput = markdownTable(
-    [`HTTP, ${CONNECTIONS} connections, ${DURATION_SECONDS} s each`, 'req/s', '× bare', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'served by', 'goal'],
-    scenarios.map((s) => [s.name, fixed(s.requestsPerSecond, 0), fixed(s.ratioToBare ?? Number.NaN), fixed(s.p50Ms, 1), fixed(s.p99Ms, 1), s.non2xx, s.errors, s.served, s.goal ?? '']),
+    [
+      `HTTP, ${CONNECTIONS} connections, ${DURATION_SECONDS} s each`,
+      'req/s',
+      '× bare',
+      'p50 ms',
+      'p99 ms',
+      'non-2xx',
+      'errors',
+      'served by',
+      'goal',
+    ],
+    scenarios.map((s) => [
+      s.name,
+      fixed(s.requestsPerSecond, 0),
+      fixed(s.ratioToBare ?? Number.NaN),
+      fixed(s.p50Ms, 1),
+      fixed(s.p99Ms, 1),
+      s.non2xx,
+      s.errors,
+      s.served,
+      s.goal ?? '',
+    ]),
   );
   const timings = markdownTable(
     ['scripted outage (10 clients, threshold 5, reset 1 s)', 'value'],

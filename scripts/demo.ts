@@ -31,6 +31,8 @@ const newTick = (state: string): Tick => ({ requests: 0, sources: {}, latenciesM
 
 async function main(): Promise<void> {
   const upstream = await FakeHfUpstream.start();
+  // Assigned once the app is up; stop() is installed first so Ctrl-C during start-up still cleans up.
+  // eslint-disable-next-line prefer-const
   let app: AppProcess | undefined;
   let running = true;
   const stop = async (code: number) => {
@@ -65,12 +67,17 @@ async function main(): Promise<void> {
   const client = async () => {
     while (running) {
       // Half the questions repeat (cache hits, stale while the model is out); half are new.
-      const query = n % 2 === 0 ? (QUESTIONS[n % QUESTIONS.length] as string) : `${QUESTIONS[n % QUESTIONS.length]} (variant ${n})`;
+      const query = n % 2 === 0 ? QUESTIONS[n % QUESTIONS.length] : `${QUESTIONS[n % QUESTIONS.length]} (variant ${n})`;
       n++;
       const sent = performance.now();
       const { status, body } = await ask(app?.url ?? '', query);
       if (!running) break;
-      const source = status === 200 ? `${body.source}${body.source === 'cache' && body.degraded ? ' (stale)' : ''}` : status === 0 ? 'no answer' : String(status);
+      const source =
+        status === 200
+          ? `${body.source}${body.source === 'cache' && body.degraded ? ' (stale)' : ''}`
+          : status === 0
+            ? 'no answer'
+            : String(status);
       tick.requests++;
       tick.latenciesMs.push(performance.now() - sent);
       tick.sources[source] = (tick.sources[source] ?? 0) + 1;
@@ -91,9 +98,13 @@ async function main(): Promise<void> {
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const latencies = tick.latenciesMs.sort((a, b) => a - b);
-    const sources = Object.entries(tick.sources).map(([source, count]) => `${source} ${count}`).join(', ');
+    const sources = Object.entries(tick.sources)
+      .map(([source, count]) => `${source} ${count}`)
+      .join(', ');
     if (statesSeen.at(-1) !== tick.state) statesSeen.push(tick.state);
-    write(`${fixed(elapsed(), 0).padStart(4)}  ${String(tick.requests).padStart(3)} req  circuit ${tick.state.padEnd(9)} p99 ${fixed(percentile(latencies, 99), 1).padStart(6)} ms  ${sources}\n`);
+    write(
+      `${fixed(elapsed(), 0).padStart(4)}  ${String(tick.requests).padStart(3)} req  circuit ${tick.state.padEnd(9)} p99 ${fixed(percentile(latencies, 99), 1).padStart(6)} ms  ${sources}\n`,
+    );
     tick = newTick(tick.state);
   }
   running = false;
@@ -115,7 +126,11 @@ interface Answer {
 /** Status 0: no HTTP answer at all (connection refused or reset). */
 async function ask(url: string, query: string): Promise<{ status: number; body: Answer }> {
   try {
-    const response = await fetch(`${url}/assistant/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+    const response = await fetch(`${url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query }),
+    });
     return { status: response.status, body: (await response.json()) as Answer };
   } catch {
     return { status: 0, body: {} };

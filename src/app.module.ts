@@ -9,6 +9,13 @@ import { LoggingModule } from './logging/logging.module.js';
 
 @Module({
   // main.ts merges the env file into the environment before this module is built (see loadEnvironment).
-  imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }), LoggingModule, CircuitBreakerModule, AssistantModule, HealthModule, MetricsModule],
+  imports: [
+    ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }),
+    LoggingModule,
+    CircuitBreakerModule,
+    AssistantModule,
+    HealthModule,
+    MetricsModule,
+  ],
 })
 export class AppModule {}

@@ -17,7 +17,10 @@ export const BODY_LIMIT_BYTES = 64 * 1024;
 export const APP_OPTIONS: NestApplicationOptions = { bodyParser: false, abortOnError: false, bufferLogs: true };
 
 export function createHttpAdapter(): FastifyAdapter {
-  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]) });
+  const adapter = new FastifyAdapter({
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]),
+  });
   adapter.getInstance().removeContentTypeParser('text/plain');
   return adapter;
 }

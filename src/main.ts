@@ -38,17 +38,19 @@ function stopGracefullyOnSignals(app: NestFastifyApplication, drainMs: number): 
     process.exit(0);
   };
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, (received) =>
+    process.once(signal, (received) => {
       stop(received).catch((error: unknown) => {
         logger.error(`Shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
         process.exit(1);
-      }),
-    );
+      });
+    });
   }
 }
 
 bootstrap().catch((error: unknown) => {
   // A bad variable is the operator's to fix: one line naming it, no stack.
-  logger.error(error instanceof InvalidEnvironmentError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error));
+  logger.error(
+    error instanceof InvalidEnvironmentError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error),
+  );
   process.exit(1);
 });

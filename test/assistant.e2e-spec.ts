@@ -126,7 +126,12 @@ describe('POST /assistant/query while the model answers', () => {
     expect(body.excerpts.length).toBeLessThanOrEqual(3);
     for (const excerpt of body.excerpts) {
       expect(Object.keys(excerpt).sort()).toEqual(['documentId', 'score', 'text', 'title']);
-      expect(excerpt).toEqual({ documentId: expect.any(String), title: expect.any(String), text: expect.any(String), score: expect.any(Number) });
+      expect(excerpt).toEqual({
+        documentId: expect.any(String),
+        title: expect.any(String),
+        text: expect.any(String),
+        score: expect.any(Number),
+      });
     }
     const prompt = promptSentTo(h.upstream);
     for (const excerpt of body.excerpts) expect(prompt).toContain(excerpt.text);
@@ -141,7 +146,13 @@ describe('POST /assistant/query while the model answers', () => {
     const again = await ask(h.url, { query: `   ${KNOWN[1].toUpperCase().replace(/ /g, ' \t  ')}  ` });
 
     expect(again.status).toBe(200);
-    expect(again.body).toMatchObject({ answer: first.body.answer, source: 'cache', degraded: false, fallbackReason: null, excerpts: first.body.excerpts });
+    expect(again.body).toMatchObject({
+      answer: first.body.answer,
+      source: 'cache',
+      degraded: false,
+      fallbackReason: null,
+      excerpts: first.body.excerpts,
+    });
     expect(again.body.cachedAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/);
     expect(new Date(again.body.cachedAt ?? '').toISOString()).toBe(again.body.cachedAt);
     expect(again.body).not.toHaveProperty('retryAfterSeconds');
@@ -221,11 +232,27 @@ describe('POST /assistant/query when the model fails with the circuit still clos
     const { status, body } = await ask(h.url, { query: KNOWN[0] });
 
     expect(status).toBe(200);
-    expect(body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_error', retryAfterSeconds: 7, circuit: { state: 'closed' } });
+    expect(body).toMatchObject({
+      source: 'excerpts',
+      degraded: true,
+      fallbackReason: 'upstream_error',
+      retryAfterSeconds: 7,
+      circuit: { state: 'closed' },
+    });
   });
 
   it('never opens the circuit for 400 or 422 rejections of a particular request, however many in a row', async () => {
-    h.upstream.setFault({ kind: 'sequence', faults: [{ kind: 'badRequest' }, { kind: 'unprocessable' }, { kind: 'badRequest' }, { kind: 'unprocessable' }, { kind: 'badRequest' }, { kind: 'unprocessable' }] });
+    h.upstream.setFault({
+      kind: 'sequence',
+      faults: [
+        { kind: 'badRequest' },
+        { kind: 'unprocessable' },
+        { kind: 'badRequest' },
+        { kind: 'unprocessable' },
+        { kind: 'badRequest' },
+        { kind: 'unprocessable' },
+      ],
+    });
 
     for (const query of KNOWN.slice(0, 2 * THRESHOLD)) {
       const { status, body } = await ask(h.url, { query });
@@ -238,7 +265,10 @@ describe('POST /assistant/query when the model fails with the circuit still clos
   });
 
   it.each<[string, Fault[]]>([
-    ['a 401, a 402 and an unknown model (400 model_not_supported)', [{ kind: 'unauthorized' }, { kind: 'paymentRequired' }, { kind: 'unknownModel' }]],
+    [
+      'a 401, a 402 and an unknown model (400 model_not_supported)',
+      [{ kind: 'unauthorized' }, { kind: 'paymentRequired' }, { kind: 'unknownModel' }],
+    ],
     ['a 403, a 408 and a 503 while the model loads', [{ kind: 'forbidden' }, { kind: 'requestTimeout' }, { kind: 'loading503' }]],
     ['a reset connection, a body that is not JSON and a body cut short', [{ kind: 'reset' }, { kind: 'malformed' }, { kind: 'truncated' }]],
     ['three 429s', [{ kind: 'rateLimited429' }, { kind: 'rateLimited429' }, { kind: 'rateLimited429' }]],
@@ -280,7 +310,12 @@ describe('POST /assistant/query while the circuit is open', () => {
     for (const query of KNOWN) {
       const { status, body } = await ask(h.url, { query });
       expect(status).toBe(200);
-      expect(body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'circuit_open', circuit: { name: 'huggingface', state: 'open' } });
+      expect(body).toMatchObject({
+        source: 'excerpts',
+        degraded: true,
+        fallbackReason: 'circuit_open',
+        circuit: { name: 'huggingface', state: 'open' },
+      });
       expect(body.excerpts.length).toBeGreaterThan(0);
       expect(Number.isInteger(body.retryAfterSeconds)).toBe(true);
       expect(body.retryAfterSeconds).toBeGreaterThanOrEqual(1);
@@ -438,7 +473,13 @@ describe('POST /assistant/query with no model configured', () => {
     for (const query of KNOWN.slice(0, THRESHOLD + 1)) {
       const { status, body } = await ask(testApp.url, { query });
       expect(status).toBe(200);
-      expect(body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_unconfigured', retryAfterSeconds: 1, circuit: { state: 'closed' } });
+      expect(body).toMatchObject({
+        source: 'excerpts',
+        degraded: true,
+        fallbackReason: 'upstream_unconfigured',
+        retryAfterSeconds: 1,
+        circuit: { state: 'closed' },
+      });
     }
   });
 
@@ -473,7 +514,10 @@ describe('the HF token', () => {
       jest.spyOn(console, method).mockImplementation((...args: unknown[]) => void record(`${format(...args)}\n`));
     }
     const compile = TestingModuleBuilder.prototype.compile;
-    const everyLevel = jest.spyOn(TestingModuleBuilder.prototype, 'compile').mockImplementation(function (this: TestingModuleBuilder, ...args) {
+    const everyLevel = jest.spyOn(TestingModuleBuilder.prototype, 'compile').mockImplementation(function (
+      this: TestingModuleBuilder,
+      ...args
+    ) {
       return compile.apply(this.setLogger(new ConsoleLogger({ logLevels: [...ALL_LEVELS], colors: false, depth: null })), args);
     });
     upstream = await FakeHfUpstream.start();
@@ -544,7 +588,11 @@ describe('the HF token', () => {
     // every request of that test (pino writes through process.stdout, so the spies see it) are in it
     expect(logs).toContain('Generating with');
     expect(logs).toContain('circuit_breaker_transition');
-    const requestIds = new Set(logEntries(logs).filter(isRequestLine).map((entry) => entry.reqId));
+    const requestIds = new Set(
+      logEntries(logs)
+        .filter(isRequestLine)
+        .map((entry) => entry.reqId),
+    );
     const unlogged = responses.map((r) => r.headers.get('x-request-id')).filter((id) => id === null || !requestIds.has(id));
     expect(responses.length).toBeGreaterThan(0);
     expect(unlogged).toEqual([]);
@@ -573,7 +621,11 @@ describe('POST /assistant/query with bad input', () => {
     ['a number as the query', { query: 123 }, /query must be a string/],
     ['null as the query', { query: null }, /query must be a string/],
     ['an array as the query', { query: ['a'] }, /query must be a string/],
-    [`a query of ${MAX + 1} characters`, { query: 'a'.repeat(MAX + 1) }, new RegExp(`query must be shorter than or equal to ${MAX} characters`)],
+    [
+      `a query of ${MAX + 1} characters`,
+      { query: 'a'.repeat(MAX + 1) },
+      new RegExp(`query must be shorter than or equal to ${MAX} characters`),
+    ],
     ['topK 0', { query: KNOWN[0], topK: 0 }, /topK must not be less than 1/],
     ['topK 21', { query: KNOWN[0], topK: 21 }, /topK must not be greater than 20/],
     ['topK 2.5', { query: KNOWN[0], topK: 2.5 }, /topK must be an integer/],

@@ -68,14 +68,14 @@ function contractVariables(markdown: string): string[] {
   for (const line of section.split('\n')) {
     const firstCell = /^\|([^|]*)\|/.exec(line)?.[1];
     if (firstCell === undefined) continue;
-    for (const match of firstCell.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) names.push(match[1] as string);
+    for (const match of firstCell.matchAll(/`([A-Z][A-Z0-9_]*)`/g)) names.push(match[1]);
   }
   return names;
 }
 
 /** `GET /health/...` routes of the health table, keyed by the last path segment ('' for `/health`). */
 function contractHealthRoutes(markdown: string): string[] {
-  return [...sectionOf(markdown, 'Health').matchAll(/^\|\s*`GET (\/health[^`]*)`/gm)].map((match) => match[1] as string);
+  return [...sectionOf(markdown, 'Health').matchAll(/^\|\s*`GET (\/health[^`]*)`/gm)].map((match) => match[1]);
 }
 
 function sectionOf(markdown: string, heading: string): string {
@@ -95,7 +95,10 @@ type RouteHandler = keyof Pick<HealthController, 'live' | 'ready' | 'circuitBrea
 function routeOf(handler: RouteHandler): string {
   const prefix = String(Reflect.getMetadata(PATH_METADATA, HealthController));
   const path = String(Reflect.getMetadata(PATH_METADATA, HealthController.prototype[handler]));
-  return `/${[prefix, path].map((part) => part.replace(/^\/+|\/+$/g, '')).filter((part) => part !== '').join('/')}`;
+  return `/${[prefix, path]
+    .map((part) => part.replace(/^\/+|\/+$/g, ''))
+    .filter((part) => part !== '')
+    .join('/')}`;
 }
 const LIVENESS_ROUTE = routeOf('live');
 const READINESS_ROUTE = routeOf('ready');
@@ -187,7 +190,10 @@ const hpa: IHorizontalPodAutoscaler = findObject(HorizontalPodAutoscaler.is, 'as
 const exampleSecret: ISecret = findObject(Secret.is, 'assistant-hf');
 
 const podSpec = defined(deployment.spec?.template.spec, 'assistant pod spec');
-const appContainer: IContainer = defined(podSpec.containers.find((container) => container.name === 'assistant'), 'container "assistant"');
+const appContainer: IContainer = defined(
+  podSpec.containers.find((container) => container.name === 'assistant'),
+  'container "assistant"',
+);
 const configData: Record<string, string> = defined(configMap.data, 'ConfigMap data');
 const configuredPort = Number(configData.PORT);
 
@@ -295,7 +301,15 @@ function dockerIgnores(patterns: string[], path: string): boolean {
     const pattern = (negated ? raw.slice(1) : raw).replace(/^\/+|\/+$/g, '');
     const source = pattern
       .split(/(\*\*\/?|\*|\?)/)
-      .map((part) => (part === '**' || part === '**/' ? '(?:.*/)?' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+      .map((part) =>
+        part === '**' || part === '**/'
+          ? '(?:.*/)?'
+          : part === '*'
+            ? '[^/]*'
+            : part === '?'
+              ? '[^/]'
+              : part.replace(/[.+^${}()|[\]\\]/g, '\\$&'),
+      )
       .join('');
     const regex = new RegExp(`^${source}$`);
     if (candidates.some((candidate) => regex.test(candidate))) ignored = !negated;
@@ -339,7 +353,7 @@ function composeSeconds(value: unknown): number {
   let total = 0;
   for (const match of text.matchAll(/(\d+(?:\.\d+)?)(h|m|s|ms|us)/g)) {
     const amount = Number(match[1]);
-    total += amount * ({ h: 3600, m: 60, s: 1, ms: 0.001, us: 0.000001 }[match[2] as 'h' | 'm' | 's' | 'ms' | 'us']);
+    total += amount * { h: 3600, m: 60, s: 1, ms: 0.001, us: 0.000001 }[match[2] as 'h' | 'm' | 's' | 'ms' | 'us'];
   }
   return total;
 }
@@ -350,7 +364,10 @@ function composeSeconds(value: unknown): number {
 /** Every metric the dashboard may use, with its labels (null = any value). Target labels come on top. */
 const METRICS: Readonly<Record<string, Readonly<Record<string, readonly string[] | null>>>> = {
   assistant_circuit_breaker_state: { breaker: null },
-  assistant_circuit_breaker_events_total: { breaker: null, event: ['success', 'failure', 'timeout', 'reject', 'open', 'close', 'half_open'] },
+  assistant_circuit_breaker_events_total: {
+    breaker: null,
+    event: ['success', 'failure', 'timeout', 'reject', 'open', 'close', 'half_open'],
+  },
   assistant_answers_total: {
     source: ['llm', 'cache', 'excerpts', 'unavailable'],
     fallback_reason: ['none', 'circuit_open', 'timeout', 'upstream_error', 'upstream_unconfigured'],
@@ -362,7 +379,21 @@ const METRICS: Readonly<Record<string, Readonly<Record<string, readonly string[]
   nodejs_eventloop_lag_p99_seconds: {},
 };
 const TARGET_LABELS: readonly string[] = ['instance', 'job'];
-const PROMQL_WORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'inf', 'nan']);
+const PROMQL_WORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'inf',
+  'nan',
+]);
 
 /** Metric names in a PromQL expression: identifiers that are not functions, keywords, labels or durations. */
 function metricNamesIn(expr: string): string[] {
@@ -392,7 +423,12 @@ function matchersIn(expr: string): Matcher[] {
   const matchers: Matcher[] = [];
   for (const selector of expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}/g)) {
     for (const matcher of (selector[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"/g)) {
-      matchers.push({ metric: selector[1] as string, label: matcher[1] as string, operator: matcher[2] as string, value: matcher[3] as string });
+      matchers.push({
+        metric: selector[1],
+        label: matcher[1],
+        operator: matcher[2],
+        value: matcher[3],
+      });
     }
   }
   return matchers;
@@ -450,7 +486,9 @@ describe('deployment artefacts', () => {
       expect(READINESS_ROUTE).toBe('/health/ready');
       expect(CIRCUIT_BREAKER_ROUTE).toBe('/health/circuit-breaker');
       if (contractText !== undefined) {
-        expect(contractHealthRoutes(contractText)).toEqual(expect.arrayContaining([LIVENESS_ROUTE, READINESS_ROUTE, CIRCUIT_BREAKER_ROUTE]));
+        expect(contractHealthRoutes(contractText)).toEqual(
+          expect.arrayContaining([LIVENESS_ROUTE, READINESS_ROUTE, CIRCUIT_BREAKER_ROUTE]),
+        );
       }
     });
   });
@@ -459,7 +497,11 @@ describe('deployment artefacts', () => {
     it('every manifest parses as YAML and every object validates against the Kubernetes schema of its kind', () => {
       expect(manifests.length).toBeGreaterThanOrEqual(8);
       for (const { file, object } of manifests) {
-        expect({ file, kind: object.kind, name: at(object, 'metadata', 'name') }).toEqual({ file, kind: expect.any(String), name: expect.any(String) });
+        expect({ file, kind: object.kind, name: at(object, 'metadata', 'name') }).toEqual({
+          file,
+          kind: expect.any(String),
+          name: expect.any(String),
+        });
         expect(() => validateManifest(object)).not.toThrow();
       }
     });
@@ -474,7 +516,8 @@ describe('deployment artefacts', () => {
     });
 
     it('objects carry no namespace, so `kubectl apply -k` (or -n) decides where they go', () => {
-      for (const { file, object } of manifests) expect({ file, namespace: at(object, 'metadata', 'namespace') }).toEqual({ file, namespace: undefined });
+      for (const { file, object } of manifests)
+        expect({ file, namespace: at(object, 'metadata', 'namespace') }).toEqual({ file, namespace: undefined });
       expect(at(kustomization, 'namespace')).toBeUndefined();
     });
 
@@ -513,7 +556,13 @@ describe('deployment artefacts', () => {
 
     it('no probe of any container uses /health/circuit-breaker, so an open circuit never pulls replicas out of service', () => {
       const probes = manifests.flatMap(({ object }) =>
-        Deployment.is(object) ? (object.spec?.template.spec?.containers ?? []).flatMap((container) => [container.livenessProbe, container.readinessProbe, container.startupProbe]) : [],
+        Deployment.is(object)
+          ? (object.spec?.template.spec?.containers ?? []).flatMap((container) => [
+              container.livenessProbe,
+              container.readinessProbe,
+              container.startupProbe,
+            ])
+          : [],
       );
       for (const candidate of probes) expect(candidate?.httpGet?.path).not.toBe(CIRCUIT_BREAKER_ROUTE);
       expect(probe('readinessProbe').httpGet?.path).not.toBe(CIRCUIT_BREAKER_ROUTE);
@@ -567,7 +616,9 @@ describe('deployment artefacts', () => {
 
     it('replicas are spread across nodes', () => {
       const spreadOverNodes = (podSpec.topologySpreadConstraints ?? []).some(
-        (constraint) => constraint.topologyKey === 'kubernetes.io/hostname' && labelsSelect(constraint.labelSelector?.matchLabels, deployment.spec?.template.metadata?.labels),
+        (constraint) =>
+          constraint.topologyKey === 'kubernetes.io/hostname' &&
+          labelsSelect(constraint.labelSelector?.matchLabels, deployment.spec?.template.metadata?.labels),
       );
       const antiAffinityOverNodes = [
         ...(podSpec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution ?? []),
@@ -595,7 +646,9 @@ describe('deployment artefacts', () => {
 
     it('the autoscaler scales the assistant Deployment on CPU between 3 and 10 replicas', () => {
       expect(hpa.apiVersion).toBe('autoscaling/v2');
-      expect(hpa.spec?.scaleTargetRef).toEqual(expect.objectContaining({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata?.name }));
+      expect(hpa.spec?.scaleTargetRef).toEqual(
+        expect.objectContaining({ apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata?.name }),
+      );
       expect(hpa.spec?.minReplicas).toBe(3);
       expect(hpa.spec?.maxReplicas).toBe(10);
       expect(hpa.spec?.metrics?.some((metric) => metric.type === 'Resource' && metric.resource?.name === 'cpu')).toBe(true);
@@ -635,7 +688,9 @@ describe('deployment artefacts', () => {
       expect(env.REDIS_URL).toBe(configData.REDIS_URL);
       expect(env.SHUTDOWN_DRAIN_SECONDS).toBe(numberFromConfig('SHUTDOWN_DRAIN_SECONDS'));
       // The same validation does reject a bad value, so the check above means something.
-      expect(() => validateEnvironment({ ...configData, CIRCUIT_BREAKER_TIMEOUT_SECONDS: 'thirty' })).toThrow(/CIRCUIT_BREAKER_TIMEOUT_SECONDS/);
+      expect(() => validateEnvironment({ ...configData, CIRCUIT_BREAKER_TIMEOUT_SECONDS: 'thirty' })).toThrow(
+        /CIRCUIT_BREAKER_TIMEOUT_SECONDS/,
+      );
     });
   });
 
@@ -683,11 +738,15 @@ describe('deployment artefacts', () => {
   describe('the Dockerfile', () => {
     it('builds and runs on node:20 slim images in several stages', () => {
       expect(stages.length).toBeGreaterThanOrEqual(2);
-      for (const stage of stages) expect(stage[0]?.args).toMatch(/^(--platform=\S+\s+)?node:20(\.\d+){0,2}-slim(@sha256:[0-9a-f]+)?(\s+AS\s+\S+)?$/i);
+      for (const stage of stages)
+        expect(stage[0]?.args).toMatch(/^(--platform=\S+\s+)?node:20(\.\d+){0,2}-slim(@sha256:[0-9a-f]+)?(\s+AS\s+\S+)?$/i);
     });
 
     it('compiles with the full install in the build stage and installs only production dependencies in the runtime stage', () => {
-      const buildRuns = buildStages.flat().filter((instruction) => instruction.keyword === 'RUN').map((instruction) => instruction.args);
+      const buildRuns = buildStages
+        .flat()
+        .filter((instruction) => instruction.keyword === 'RUN')
+        .map((instruction) => instruction.args);
       expect(buildRuns.some((run) => /\bnpm ci\b/.test(run))).toBe(true);
       expect(buildRuns.some((run) => /\bnpm run build\b/.test(run))).toBe(true);
       const runtimeRuns = runtimeStage.filter((instruction) => instruction.keyword === 'RUN').map((instruction) => instruction.args);
@@ -714,7 +773,9 @@ describe('deployment artefacts', () => {
     });
 
     it('exposes the app port and starts node directly in exec form, so SIGTERM reaches the app', () => {
-      expect(runtimeStage.filter((instruction) => instruction.keyword === 'EXPOSE').map((instruction) => instruction.args)).toEqual([String(configuredPort)]);
+      expect(runtimeStage.filter((instruction) => instruction.keyword === 'EXPOSE').map((instruction) => instruction.args)).toEqual([
+        String(configuredPort),
+      ]);
       const cmd = defined(runtimeStage.filter((instruction) => instruction.keyword === 'CMD').at(-1), 'CMD').args;
       const parsed: unknown = JSON.parse(cmd);
       expect(parsed).toEqual(['node', 'dist/main.js']);
@@ -724,12 +785,23 @@ describe('deployment artefacts', () => {
     it('bakes in no secret: no instruction names HF_TOKEN and no build argument or variable looks like a token', () => {
       for (const instruction of instructions) {
         expect(`${instruction.keyword} ${instruction.args}`).not.toMatch(/HF_TOKEN/);
-        if (instruction.keyword === 'ARG' || instruction.keyword === 'ENV') expect(instruction.args).not.toMatch(/TOKEN|SECRET|PASSWORD|KEY/i);
+        if (instruction.keyword === 'ARG' || instruction.keyword === 'ENV')
+          expect(instruction.args).not.toMatch(/TOKEN|SECRET|PASSWORD|KEY/i);
       }
     });
 
     it('.dockerignore keeps out dependencies, build output, git, tests and local env files but not what the Dockerfile copies', () => {
-      for (const path of ['node_modules', 'dist', '.git', 'coverage', 'test', 'bench/results/run.json', '.env.local', '.env.development', 'dist-bench']) {
+      for (const path of [
+        'node_modules',
+        'dist',
+        '.git',
+        'coverage',
+        'test',
+        'bench/results/run.json',
+        '.env.local',
+        '.env.development',
+        'dist-bench',
+      ]) {
         expect({ path, ignored: dockerIgnores(dockerignorePatterns, path) }).toEqual({ path, ignored: true });
       }
       const copied = instructions
@@ -768,7 +840,9 @@ describe('deployment artefacts', () => {
     it("its settings pass the app's validation and its stop grace period covers the drain and an in-flight model call", () => {
       const env = validateEnvironment(Object.fromEntries(Object.entries(appEnv).map(([key, value]) => [key, withComposeDefaults(value)])));
       expect(LOG_LEVELS).toContain(withComposeDefaults(appEnv.LOG_LEVEL ?? 'info'));
-      expect(composeSeconds(at(app, 'stop_grace_period'))).toBeGreaterThanOrEqual(env.SHUTDOWN_DRAIN_SECONDS + env.CIRCUIT_BREAKER_TIMEOUT_SECONDS);
+      expect(composeSeconds(at(app, 'stop_grace_period'))).toBeGreaterThanOrEqual(
+        env.SHUTDOWN_DRAIN_SECONDS + env.CIRCUIT_BREAKER_TIMEOUT_SECONDS,
+      );
     });
   });
 
@@ -776,7 +850,9 @@ describe('deployment artefacts', () => {
     it('parses, has schemaVersion 39 or later and asks for a Prometheus datasource on import', () => {
       expect(at(dashboard, 'schemaVersion')).toEqual(expect.any(Number));
       expect(Number(at(dashboard, 'schemaVersion'))).toBeGreaterThanOrEqual(39);
-      expect(arrayAt(dashboard, '__inputs')).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' })]));
+      expect(arrayAt(dashboard, '__inputs')).toEqual(
+        expect.arrayContaining([expect.objectContaining({ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' })]),
+      );
       expect(at(dashboard, 'title')).toEqual(expect.any(String));
       expect(at(dashboard, 'uid')).toEqual(expect.any(String));
     });
@@ -785,7 +861,10 @@ describe('deployment artefacts', () => {
       expect(dataPanels.length).toBeGreaterThanOrEqual(8);
       for (const panel of dataPanels) {
         const title = at(panel, 'title');
-        expect({ title, datasource: at(panel, 'datasource') }).toEqual({ title, datasource: { type: 'prometheus', uid: '${DS_PROMETHEUS}' } });
+        expect({ title, datasource: at(panel, 'datasource') }).toEqual({
+          title,
+          datasource: { type: 'prometheus', uid: '${DS_PROMETHEUS}' },
+        });
         const targets = arrayAt(panel, 'targets');
         expect({ title, targets: targets.length > 0 }).toEqual({ title, targets: true });
         for (const target of targets) {
@@ -806,7 +885,11 @@ describe('deployment artefacts', () => {
         w: Number(at(panel, 'gridPos', 'w')),
         h: Number(at(panel, 'gridPos', 'h')),
       }));
-      for (const box of boxes) expect({ title: box.title, fits: box.x >= 0 && box.w > 0 && box.h > 0 && box.x + box.w <= 24 }).toEqual({ title: box.title, fits: true });
+      for (const box of boxes)
+        expect({ title: box.title, fits: box.x >= 0 && box.w > 0 && box.h > 0 && box.x + box.w <= 24 }).toEqual({
+          title: box.title,
+          fits: true,
+        });
       for (const [index, a] of boxes.entries()) {
         for (const b of boxes.slice(index + 1)) {
           const overlap = a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
@@ -833,7 +916,13 @@ describe('deployment artefacts', () => {
           const allowed = METRICS[matcher.metric]?.[matcher.label];
           if (allowed === undefined || allowed === null || matcher.value.includes('$')) continue;
           const values = matcher.operator === '=~' || matcher.operator === '!~' ? matcher.value.split('|') : [matcher.value];
-          for (const value of values) expect({ expr, label: matcher.label, value, known: allowed.includes(value) }).toEqual({ expr, label: matcher.label, value, known: true });
+          for (const value of values)
+            expect({ expr, label: matcher.label, value, known: allowed.includes(value) }).toEqual({
+              expr,
+              label: matcher.label,
+              value,
+              known: true,
+            });
         }
         const labels = new Set(metricNamesIn(expr).flatMap(labelsOf));
         for (const label of groupingLabelsIn(expr)) expect({ expr, label, known: labels.has(label) }).toEqual({ expr, label, known: true });
@@ -863,7 +952,9 @@ describe('deployment artefacts', () => {
 
     it('computes p99 latency by route and upstream p50/p99 from the histograms over 5 minutes', () => {
       const p99 = stringAt(panelTitled('p99 by route'), 'targets', 0, 'expr');
-      expect(p99.replace(/\{[^}]*\}/g, '')).toBe('histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket[5m])))');
+      expect(p99.replace(/\{[^}]*\}/g, '')).toBe(
+        'histogram_quantile(0.99, sum by (le, route) (rate(http_request_duration_seconds_bucket[5m])))',
+      );
       const upstream = panelExprs.filter((expr) => expr.includes('assistant_upstream_call_duration_seconds_bucket'));
       expect(upstream.some((expr) => expr.startsWith('histogram_quantile(0.5,'))).toBe(true);
       expect(upstream.some((expr) => expr.startsWith('histogram_quantile(0.99,'))).toBe(true);

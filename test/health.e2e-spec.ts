@@ -1,10 +1,25 @@
 // The health routes over real HTTP: Terminus bodies {status, info, error, details}, as probes and dashboards see them.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
-import { type AnswerBody, ask, breakerEntry, getHealth, type HealthBody, type UnavailableBody, waitForBreakerState } from './support/http.js';
+import {
+  type AnswerBody,
+  ask,
+  breakerEntry,
+  getHealth,
+  type HealthBody,
+  type UnavailableBody,
+  waitForBreakerState,
+} from './support/http.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
-const KNOWN = ['What does half-open mean?', 'How does the answer cache work?', 'What does the Retry-After header say?', 'Which variables configure the model?', 'How do the readiness probes behave?', 'What happens when the circuit opens?'] as const;
+const KNOWN = [
+  'What does half-open mean?',
+  'How does the answer cache work?',
+  'What does the Retry-After header say?',
+  'Which variables configure the model?',
+  'How do the readiness probes behave?',
+  'What happens when the circuit opens?',
+] as const;
 const NONSENSE = ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw', 'jxzq vwkv'] as const;
 const THRESHOLD = 3;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;

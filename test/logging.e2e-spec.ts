@@ -48,7 +48,11 @@ describe('the request log (LOG_LEVEL=info)', () => {
   const linesOf = (reqId: string): LogEntry[] => logEntries(output.text()).filter((entry) => entry.reqId === reqId);
 
   /** A request's lines once its completion line is written: pino-http writes it on the response's `finish`, which may come after the client has read it. */
-  const loggedLinesOf = (reqId: string): Promise<LogEntry[]> => eventually(async () => linesOf(reqId), (lines) => lines.some(isRequestLine));
+  const loggedLinesOf = (reqId: string): Promise<LogEntry[]> =>
+    eventually(
+      async () => linesOf(reqId),
+      (lines) => lines.some(isRequestLine),
+    );
 
   it('is one line a request, with its method, url, status, response time and reqId, at a level from its status', async () => {
     const answered = await ask(testApp.url, { query: KNOWN });
@@ -206,6 +210,8 @@ describe('LOG_LEVEL in a real process', () => {
 
     expect(entries.filter((entry) => entry.level < LEVEL.warn)).toEqual([]);
     expect(entries.filter(isRequestLine).map((entry) => entry.res?.statusCode)).toEqual([400]);
-    expect(entries.map((entry) => entry.msg)).toContain('Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded');
+    expect(entries.map((entry) => entry.msg)).toContain(
+      'Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded',
+    );
   });
 });

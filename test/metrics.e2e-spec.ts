@@ -4,7 +4,12 @@ import { FakeHfUpstream } from './support/fake-hf-upstream.js';
 import { ask, type UnavailableBody, waitForBreakerState } from './support/http.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
 
-const KNOWN = ['What does half-open mean?', 'How does the answer cache work?', 'What does the Retry-After header say?', 'Which variables configure the model?'] as const;
+const KNOWN = [
+  'What does half-open mean?',
+  'How does the answer cache work?',
+  'What does the Retry-After header say?',
+  'Which variables configure the model?',
+] as const;
 const NONSENSE = ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw', 'jxzq vwkv'] as const;
 const THRESHOLD = 3;
 const BREAKER = 'huggingface';
@@ -28,8 +33,8 @@ function parseExposition(text: string): Sample[] {
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
     if (!match) continue;
     const labels: Record<string, string> = {};
-    for (const label of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[label[1] as string] = label[2] as string;
-    samples.push({ name: match[1] as string, labels, value: Number(match[3]) });
+    for (const label of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[label[1]] = label[2];
+    samples.push({ name: match[1], labels, value: Number(match[3]) });
   }
   return samples;
 }
@@ -43,12 +48,15 @@ async function scrape(url: string): Promise<Scrape> {
 
 /** The sum over the series of `name` whose labels include `labels`; undefined when there is no such series. */
 function valueOf({ samples }: Scrape, name: string, labels: Record<string, string> = {}): number | undefined {
-  const matching = samples.filter((sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value));
+  const matching = samples.filter(
+    (sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value),
+  );
   return matching.length === 0 ? undefined : matching.reduce((sum, sample) => sum + sample.value, 0);
 }
 
 const breakerState = (metrics: Scrape) => valueOf(metrics, 'assistant_circuit_breaker_state', { breaker: BREAKER });
-const breakerEvents = (metrics: Scrape, event: string) => valueOf(metrics, 'assistant_circuit_breaker_events_total', { breaker: BREAKER, event });
+const breakerEvents = (metrics: Scrape, event: string) =>
+  valueOf(metrics, 'assistant_circuit_breaker_events_total', { breaker: BREAKER, event });
 const answers = (metrics: Scrape, source: string, fallbackReason: string) =>
   valueOf(metrics, 'assistant_answers_total', { source, fallback_reason: fallbackReason }) ?? 0;
 const upstreamCalls = (metrics: Scrape, outcome: string) =>

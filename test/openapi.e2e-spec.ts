@@ -82,14 +82,25 @@ function responseSchema(method: string, path: string, status: string): Schema {
 function validatorFor(method: string, path: string, status: string): ValidateFunction {
   const ajv = new Ajv({ strict: false, allErrors: true });
   ajvFormats.default(ajv);
-  const definitions = JSON.parse(JSON.stringify(document.components.schemas).replaceAll('#/components/schemas/', '#/definitions/')) as object;
-  const schema = JSON.parse(JSON.stringify(operation(method, path).responses[status]?.content?.['application/json']?.schema ?? {}).replaceAll('#/components/schemas/', '#/definitions/')) as object;
+  const definitions = JSON.parse(
+    JSON.stringify(document.components.schemas).replaceAll('#/components/schemas/', '#/definitions/'),
+  ) as object;
+  const schema = JSON.parse(
+    JSON.stringify(operation(method, path).responses[status]?.content?.['application/json']?.schema ?? {}).replaceAll(
+      '#/components/schemas/',
+      '#/definitions/',
+    ),
+  ) as object;
   return ajv.compile({ ...schema, definitions });
 }
 
 function expectDocumented(method: string, path: string, result: HttpResult<unknown>): void {
   const validate = validatorFor(method, path, String(result.status));
-  expect({ status: result.status, valid: validate(result.body), errors: validate.errors ?? [] }).toEqual({ status: result.status, valid: true, errors: [] });
+  expect({ status: result.status, valid: validate(result.body), errors: validate.errors ?? [] }).toEqual({
+    status: result.status,
+    valid: true,
+    errors: [],
+  });
 }
 
 describe('GET /docs/json', () => {
@@ -105,7 +116,10 @@ describe('GET /docs/json', () => {
   });
 
   it('documents the Retry-After header of the 503 as an integer of seconds', () => {
-    expect(operation('post', '/assistant/query').responses['503']?.headers?.['Retry-After']?.schema).toMatchObject({ type: 'integer', minimum: 1 });
+    expect(operation('post', '/assistant/query').responses['503']?.headers?.['Retry-After']?.schema).toMatchObject({
+      type: 'integer',
+      minimum: 1,
+    });
   });
 
   it('describes the request body: query a required string, topK an integer 1..20 defaulting to 3', () => {
@@ -120,9 +134,14 @@ describe('GET /docs/json', () => {
     const properties = answer.properties ?? {};
 
     expect(Object.keys(properties).sort()).toEqual([...ANSWER_FIELDS].sort());
-    expect([...(answer.required ?? [])].sort()).toEqual(ANSWER_FIELDS.filter((field) => !['cachedAt', 'retryAfterSeconds'].includes(field)).sort());
+    expect([...(answer.required ?? [])].sort()).toEqual(
+      ANSWER_FIELDS.filter((field) => !['cachedAt', 'retryAfterSeconds'].includes(field)).sort(),
+    );
     expect(properties['source']?.enum).toEqual(['llm', 'cache', 'excerpts']);
-    expect(properties['fallbackReason']).toMatchObject({ nullable: true, enum: ['circuit_open', 'upstream_error', 'timeout', 'upstream_unconfigured', null] });
+    expect(properties['fallbackReason']).toMatchObject({
+      nullable: true,
+      enum: ['circuit_open', 'upstream_error', 'timeout', 'upstream_unconfigured', null],
+    });
     expect(properties['degraded']?.type).toBe('boolean');
     expect(properties['cachedAt']).toMatchObject({ type: 'string', format: 'date-time' });
     expect(properties['retryAfterSeconds']).toMatchObject({ type: 'integer' });
@@ -146,7 +165,8 @@ describe('GET /docs/json', () => {
     expectDocumented('post', '/assistant/query', await ask(testApp.url, { query: '' }));
     expectDocumented('post', '/assistant/query', await ask(testApp.url, { query: 'x'.repeat(100 * 1024) }));
     expectDocumented('post', '/assistant/query', await postRaw(testApp.url, 'query=x', 'text/plain'));
-    for (const path of ['', '/live', '/ready', '/circuit-breaker'] as const) expectDocumented('get', `/health${path}`, await getHealth(testApp.url, path));
+    for (const path of ['', '/live', '/ready', '/circuit-breaker'] as const)
+      expectDocumented('get', `/health${path}`, await getHealth(testApp.url, path));
     upstream.setFault({ kind: 'error500' });
     const failures = [];
     for (const query of ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw']) failures.push(await ask(testApp.url, { query }));
@@ -170,7 +190,9 @@ describe('GET /docs', () => {
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     expect(html).toContain('<div id="swagger-ui">');
-    const assets = [...html.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((match) => new URL(match[1] ?? '', `${testApp.url}/docs`).pathname);
+    const assets = [...html.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map(
+      (match) => new URL(match[1] ?? '', `${testApp.url}/docs`).pathname,
+    );
     expect(assets).toEqual(expect.arrayContaining(['/docs/swagger-ui-bundle.js', '/docs/swagger-ui-init.js', '/docs/swagger-ui.css']));
     for (const asset of assets) {
       const response = await fetch(`${testApp.url}${asset}`);

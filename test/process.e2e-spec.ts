@@ -73,12 +73,20 @@ describe('shutting down on SIGTERM', () => {
     app.process.kill('SIGTERM');
 
     // Readiness' own 503 (phase "draining"), not Fastify's 503 for a server that is already closing.
-    const notReady = await eventually(() => get(app, '/health/ready'), (reply) => reply.status === 503, 2000);
+    const notReady = await eventually(
+      () => get(app, '/health/ready'),
+      (reply) => reply.status === 503,
+      2000,
+    );
     expect(notReady.body).toMatchObject({ status: 'error', error: { readiness: { status: 'down', phase: 'draining' } } });
     const live = await get(app, '/health/live');
     expect(live.status).toBe(200);
 
-    await eventually(() => acceptsConnections(app.url), (accepted) => !accepted, 5000);
+    await eventually(
+      () => acceptsConnections(app.url),
+      (accepted) => !accepted,
+      5000,
+    );
 
     const answered = await inFlight;
     expect(answered.status).toBe(200);
@@ -146,7 +154,11 @@ describe('the HF token', () => {
     replies.push(await ask(app, 'what do the health probes say'));
     replies.push(await get(app, '/health/circuit-breaker'), await get(app, '/health'));
     upstream.setFault({ kind: 'ok' });
-    const recovered = await eventually(() => ask(app, 'what is the knowledge base'), (reply) => reply.body['source'] === 'llm', 5000);
+    const recovered = await eventually(
+      () => ask(app, 'what is the knowledge base'),
+      (reply) => reply.body['source'] === 'llm',
+      5000,
+    );
     replies.push(recovered);
     const exit = await withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT');
 
@@ -173,7 +185,11 @@ describe('circuit breaker transitions', () => {
       { name: 'hf-process', state: 'closed' },
       { name: 'hf-process', state: 'open' },
     ]);
-    const halfOpen = await eventually(() => get(app, '/health/circuit-breaker'), (reply) => reply.status === 200, 5000);
+    const halfOpen = await eventually(
+      () => get(app, '/health/circuit-breaker'),
+      (reply) => reply.status === 200,
+      5000,
+    );
     expect(halfOpen.body).toMatchObject({ details: { 'hf-process': { state: 'half_open' } } });
     upstream.setFault({ kind: 'ok' });
     const recovered = await ask(app, 'how is the circuit breaker configured');

@@ -120,7 +120,12 @@ describe('answers cached in Redis', () => {
 
     expect(fromModel.body).toMatchObject({ source: 'llm', degraded: false });
     expect(fromOtherReplica.status).toBe(200);
-    expect(fromOtherReplica.body).toMatchObject({ source: 'cache', degraded: false, fallbackReason: null, answer: fromModel.body['answer'] });
+    expect(fromOtherReplica.body).toMatchObject({
+      source: 'cache',
+      degraded: false,
+      fallbackReason: null,
+      answer: fromModel.body['answer'],
+    });
     expect(fromOtherReplica.body['cachedAt']).toEqual(expect.any(String));
     expect(upstream.calls).toBe(1);
   });
@@ -135,7 +140,11 @@ describe('health with Redis', () => {
     expect(cacheHealth(healthy)).toEqual({ store: 'redis', status: 'up' });
 
     await killRedis();
-    const unhealthy = await eventually(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    const unhealthy = await eventually(
+      () => get(replica.url, '/health'),
+      (reply) => reply.status === 503,
+      RECONNECT_DEADLINE_MS,
+    );
     expect(cacheHealth(unhealthy)).toMatchObject({ store: 'redis', status: 'down' });
     expect((await get(replica.url, '/health/ready')).status).toBe(200);
     expect((await get(replica.url, '/health/live')).status).toBe(200);
@@ -170,7 +179,11 @@ describe('Redis restarted on the same port', () => {
   it('is reconnected by itself: the cache is up again, answers are shared through Redis, and the return is logged', async () => {
     const replica = await startReplica();
     await killRedis();
-    await eventually(() => get(replica.url, '/health'), (reply) => reply.status === 503, RECONNECT_DEADLINE_MS);
+    await eventually(
+      () => get(replica.url, '/health'),
+      (reply) => reply.status === 503,
+      RECONNECT_DEADLINE_MS,
+    );
     const duringOutage = await ask(replica.url, newQuestion());
 
     await startRedis();
@@ -252,7 +265,11 @@ describe('shutting down while Redis is down', () => {
   it('completes on SIGTERM (the app logs "Stopped") and exits 0', async () => {
     const app = await startAppProcess({ REDIS_URL: redis.url, HF_ENDPOINT_URL: upstream.url, SHUTDOWN_DRAIN_SECONDS: '0' });
     await killRedis();
-    await eventually(() => get(app.url, '/health'), (reply) => !cacheIsUp(reply), RECONNECT_DEADLINE_MS);
+    await eventually(
+      () => get(app.url, '/health'),
+      (reply) => !cacheIsUp(reply),
+      RECONNECT_DEADLINE_MS,
+    );
 
     app.process.kill('SIGTERM');
     const exit = await withinMs(app.exited, 10_000, 'exit after SIGTERM');

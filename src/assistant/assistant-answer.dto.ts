@@ -43,7 +43,12 @@ export class AssistantAnswerDto {
   degraded!: boolean;
 
   // OpenAPI 3.0 accepts null for an enum only when null is one of its values.
-  @ApiProperty({ type: 'string', enum: [...FALLBACK_REASONS, null], nullable: true, description: 'Why the model did not answer; null when not degraded' })
+  @ApiProperty({
+    type: 'string',
+    enum: [...FALLBACK_REASONS, null],
+    nullable: true,
+    description: 'Why the model did not answer; null when not degraded',
+  })
   fallbackReason!: FallbackReason | null;
 
   @ApiProperty({ type: [ExcerptDto], description: 'The knowledge-base excerpts used as context (at most topK)' })
@@ -55,7 +60,11 @@ export class AssistantAnswerDto {
   @ApiPropertyOptional({ format: 'date-time', description: 'When the cached answer was made; present when source is cache' })
   cachedAt?: string;
 
-  @ApiPropertyOptional({ type: 'integer', minimum: 1, description: 'Seconds until asking again could reach the model; present when degraded' })
+  @ApiPropertyOptional({
+    type: 'integer',
+    minimum: 1,
+    description: 'Seconds until asking again could reach the model; present when degraded',
+  })
   retryAfterSeconds?: number;
 }
 

@@ -21,7 +21,8 @@ export function ApiAnswerResponses(): MethodDecorator {
     ApiOkResponse({ type: AssistantAnswerDto, description: 'An answer; `degraded: true` when the model did not give it' }),
     ApiBadRequestResponse({
       type: ErrorResponseDto,
-      description: 'A missing, empty, non-string or over-long query, a topK that is not an integer 1..20, an unknown field, or malformed JSON',
+      description:
+        'A missing, empty, non-string or over-long query, a topK that is not an integer 1..20, an unknown field, or malformed JSON',
     }),
     ApiPayloadTooLargeResponse({ type: ErrorResponseDto, description: 'A body over 64 KiB' }),
     ApiUnsupportedMediaTypeResponse({ type: ErrorResponseDto, description: 'A body whose content type is not application/json' }),
@@ -29,7 +30,10 @@ export function ApiAnswerResponses(): MethodDecorator {
       type: UpstreamUnavailableDto,
       description: 'The model is unavailable and no cached answer or excerpt matches the question',
       headers: {
-        'Retry-After': { description: 'Seconds until asking again could reach the model (rounded up, at least 1)', schema: { type: 'integer', minimum: 1 } },
+        'Retry-After': {
+          description: 'Seconds until asking again could reach the model (rounded up, at least 1)',
+          schema: { type: 'integer', minimum: 1 },
+        },
       },
     }),
   );

@@ -99,7 +99,9 @@ describe('AssistantService.answer', () => {
   });
 
   it('serves a stale cached answer, marked degraded, when the model fails after the fresh TTL', async () => {
-    jest.useFakeTimers({ doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    jest.useFakeTimers({
+      doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'],
+    });
     await start();
     await assistant.answer({ query: KNOWN });
     jest.setSystemTime(Date.now() + 61_000);
@@ -110,7 +112,9 @@ describe('AssistantService.answer', () => {
   });
 
   it('asks the model, not the stale cache, once the fresh TTL has passed and the model is well', async () => {
-    jest.useFakeTimers({ doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    jest.useFakeTimers({
+      doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'],
+    });
     await start();
     await assistant.answer({ query: KNOWN });
     jest.setSystemTime(Date.now() + 61_000);
@@ -118,7 +122,9 @@ describe('AssistantService.answer', () => {
   });
 
   it('forgets an answer older than the stale TTL', async () => {
-    jest.useFakeTimers({ doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'] });
+    jest.useFakeTimers({
+      doNotFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate', 'nextTick', 'queueMicrotask'],
+    });
     await start();
     await assistant.answer({ query: KNOWN });
     jest.setSystemTime(Date.now() + 3_601_000);

@@ -80,10 +80,7 @@ export class AssistantService {
     return this.respond({ answer: answerFromExcerpts(excerpts), source: 'excerpts', excerpts }, outage);
   }
 
-  private respond(
-    body: Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt'>,
-    outage?: Outage,
-  ): AssistantAnswer {
+  private respond(body: Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt'>, outage?: Outage): AssistantAnswer {
     return {
       answer: body.answer,
       source: body.source,

@@ -29,14 +29,14 @@ export class CircuitBreakerExplorer implements OnModuleInit {
     const instance: unknown = wrapper.instance;
     if (!instance || typeof instance !== 'object' || explored.has(instance)) return;
     explored.add(instance);
-    const prototype: object | null = Object.getPrototypeOf(instance);
+    const prototype = Object.getPrototypeOf(instance) as object | null;
     if (!prototype) return;
     for (const methodName of this.scanner.getAllMethodNames(prototype)) {
       const method = (instance as Record<string, unknown>)[methodName];
       if (typeof method !== 'function') continue;
       const options = this.reflector.get<UseCircuitBreakerOptions | undefined>(CIRCUIT_BREAKER_METADATA, method);
       if (!options) continue;
-      const target = `${wrapper.name?.toString() ?? prototype.constructor.name}.${methodName}`;
+      const target = `${String(wrapper.name ?? prototype.constructor.name)}.${methodName}`;
       if (!wrapper.isDependencyTreeStatic()) {
         this.logger.warn(REQUEST_SCOPED_NOT_SUPPORTED(target));
         continue;

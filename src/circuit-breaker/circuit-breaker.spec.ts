@@ -594,7 +594,10 @@ describe('CircuitBreaker', () => {
       return events;
     }
 
-    const delayed = <T>(ms: number, settle: () => Promise<T>) => () => new Promise<void>((resolve) => setTimeout(resolve, ms)).then(settle);
+    const delayed =
+      <T>(ms: number, settle: () => Promise<T>) =>
+      () =>
+        new Promise<void>((resolve) => setTimeout(resolve, ms)).then(settle);
 
     it('reports a success with how long the call took', async () => {
       const breaker = breakerWith();

@@ -151,8 +151,11 @@ export class CircuitBreaker {
         (error: unknown) => this.settleError(error, isFailure, performance.now() - startedAt, options.signal),
       );
     };
+    // The caller gets back exactly what its task threw, whatever its type.
     return this.breaker.fire(run).then(
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       (settled) => (settled instanceof NeutralOutcome ? Promise.reject(settled.error) : (settled.result as T)),
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       (error: unknown) => Promise.reject(error instanceof FailedCall ? error.error : error),
     );
   }
@@ -223,13 +226,23 @@ export class CircuitBreaker {
         task(signal).then(resolve, reject).finally(settle);
       } catch (error) {
         settle();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, as thrown
         reject(error);
       }
     });
   }
 
-  /** Failures go on to opossum as a FailedCall; anything else settles as a NeutralOutcome, counted neither way. */
-  private settleError(error: unknown, isFailure: (error: unknown) => boolean, durationMs: number, callerSignal?: AbortSignal): NeutralOutcome {
+  /**
+   * Failures go on to opossum as a FailedCall (thrown, so opossum counts them; fire() unwraps it);
+   * anything else settles as a NeutralOutcome, counted neither way.
+   */
+  /* eslint-disable @typescript-eslint/only-throw-error */
+  private settleError(
+    error: unknown,
+    isFailure: (error: unknown) => boolean,
+    durationMs: number,
+    callerSignal?: AbortSignal,
+  ): NeutralOutcome {
     if (error instanceof CallTimeoutError) throw new FailedCall(error, durationMs);
     if (callerSignal?.aborted) return new NeutralOutcome(error, durationMs);
     let counts = true;
@@ -241,6 +254,7 @@ export class CircuitBreaker {
     if (counts) throw new FailedCall(error, durationMs);
     return new NeutralOutcome(error, durationMs);
   }
+  /* eslint-enable @typescript-eslint/only-throw-error */
 
   private onSuccess(settled: SettledCall): void {
     // A request-specific rejection neither counts as a failure nor proves the upstream healthy.

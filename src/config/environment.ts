@@ -54,59 +54,83 @@ export class Environment {
   @IsIn(['development', 'production', 'test'])
   NODE_ENV: 'development' | 'production' | 'test' = 'development';
 
-  @Min(0) @Max(65535) @IsInt()
+  @Min(0)
+  @Max(65535)
+  @IsInt()
   PORT: number = 3000;
 
-  @MinLength(1) @IsString()
+  @MinLength(1)
+  @IsString()
   HOST: string = '0.0.0.0';
 
-  @EmptyAsUnset() @IsOptional() @IsString()
+  @EmptyAsUnset()
+  @IsOptional()
+  @IsString()
   HF_TOKEN?: string;
 
-  @MinLength(1) @IsString()
+  @MinLength(1)
+  @IsString()
   HF_MODEL: string = 'meta-llama/Llama-3.1-8B-Instruct';
 
-  @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['http', 'https'], require_tld: false, require_protocol: true })
+  @EmptyAsUnset()
+  @IsOptional()
+  @IsUrl({ protocols: ['http', 'https'], require_tld: false, require_protocol: true })
   HF_ENDPOINT_URL?: string;
 
-  @Min(1) @Max(100_000) @IsInt()
+  @Min(1)
+  @Max(100_000)
+  @IsInt()
   HF_MAX_NEW_TOKENS: number = 512;
 
-  @Min(0) @Max(2) @IsNumber()
+  @Min(0)
+  @Max(2)
+  @IsNumber()
   HF_TEMPERATURE: number = 0.2;
 
-  @ToBoolean() @IsBoolean()
+  @ToBoolean()
+  @IsBoolean()
   CIRCUIT_BREAKER_ENABLED: boolean = true;
 
-  @Min(1) @IsInt()
+  @Min(1)
+  @IsInt()
   CIRCUIT_BREAKER_FAIL_THRESHOLD: number = 5;
 
-  @IsPositive() @IsNumber()
+  @IsPositive()
+  @IsNumber()
   CIRCUIT_BREAKER_TIMEOUT_SECONDS: number = 30;
 
-  @IsPositive() @IsNumber()
+  @IsPositive()
+  @IsNumber()
   CIRCUIT_BREAKER_RESET_TIMEOUT: number = 30;
 
   @Matches(/^[a-z0-9][a-z0-9_.-]*$/i, { message: 'must be letters, digits, "_", "-" or "."' })
   CIRCUIT_BREAKER_NAME: string = 'huggingface';
 
-  @EmptyAsUnset() @IsOptional() @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
+  @EmptyAsUnset()
+  @IsOptional()
+  @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
   REDIS_URL?: string;
 
-  @IsPositive() @IsInt()
+  @IsPositive()
+  @IsInt()
   CACHE_TTL_SECONDS: number = 3600;
 
-  @IsPositive() @IsInt()
+  @IsPositive()
+  @IsInt()
   CACHE_STALE_TTL_SECONDS: number = 86_400;
 
-  @MinLength(1) @IsString()
+  @MinLength(1)
+  @IsString()
   KNOWLEDGE_DIR: string = './data/knowledge';
 
   /** At most 10 000 so a valid body always fits the 64 KiB body limit (see app.setup.ts). */
-  @Min(1) @Max(10_000) @IsInt()
+  @Min(1)
+  @Max(10_000)
+  @IsInt()
   ASSISTANT_MAX_QUERY_LENGTH: number = 2000;
 
-  @Min(0) @IsNumber()
+  @Min(0)
+  @IsNumber()
   SHUTDOWN_DRAIN_SECONDS: number = 5;
 
   @IsIn(LOG_LEVELS)

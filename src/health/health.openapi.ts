@@ -1,5 +1,12 @@
 import { applyDecorators } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiProperty, ApiPropertyOptional, ApiServiceUnavailableResponse, type SchemaObject } from '@nestjs/swagger';
+import {
+  ApiOkResponse,
+  ApiOperation,
+  ApiProperty,
+  ApiPropertyOptional,
+  ApiServiceUnavailableResponse,
+  type SchemaObject,
+} from '@nestjs/swagger';
 import type { HealthCheckResult, HealthCheckStatus, HealthIndicatorResult } from '@nestjs/terminus';
 
 type HealthDetails = Record<string, Record<string, unknown>>;
@@ -36,7 +43,8 @@ interface HealthRouteDocs {
 }
 
 function example(status: 'ok' | 'error', details: HealthDetails): Record<string, unknown> {
-  const having = (wanted: string): HealthDetails => Object.fromEntries(Object.entries(details).filter(([, entry]) => entry['status'] === wanted));
+  const having = (wanted: string): HealthDetails =>
+    Object.fromEntries(Object.entries(details).filter(([, entry]) => entry['status'] === wanted));
   return { status, info: having('up'), error: having('down'), details };
 }
 
@@ -46,7 +54,13 @@ export function ApiHealthResponses({ summary, up, down }: HealthRouteDocs): Meth
     ApiOperation({ summary }),
     ApiOkResponse({ type: HealthCheckResultDto, description: 'Healthy', example: example('ok', up) }),
     ...(down
-      ? [ApiServiceUnavailableResponse({ type: HealthCheckResultDto, description: `Unhealthy: ${down.when}`, example: example('error', down.details) })]
+      ? [
+          ApiServiceUnavailableResponse({
+            type: HealthCheckResultDto,
+            description: `Unhealthy: ${down.when}`,
+            example: example('error', down.details),
+          }),
+        ]
       : []),
   );
 }

@@ -13,7 +13,13 @@ describe('HfTextGenService against a real HTTP upstream', () => {
 
   beforeAll(async () => {
     upstream = await FakeHfUpstream.start();
-    service = new HfTextGenService({ token: TOKEN, model: 'org/instruct-model', endpointUrl: upstream.url, maxNewTokens: 64, temperature: 0.2 });
+    service = new HfTextGenService({
+      token: TOKEN,
+      model: 'org/instruct-model',
+      endpointUrl: upstream.url,
+      maxNewTokens: 64,
+      temperature: 0.2,
+    });
   });
   beforeEach(() => upstream.reset());
   afterAll(() => upstream.close());

@@ -32,7 +32,12 @@ function classifyHttpError(error: InferenceClientProviderApiError, headers?: Hea
   if (REQUEST_SPECIFIC_STATUSES.has(status) && !isModelNotSupported(body)) {
     return new ModelRequestRejectedError(status, `The model rejected this request (${status}): ${detail}`);
   }
-  return new ModelCallFailedError('http', `The model endpoint answered ${status}: ${detail}`, status, retryAfterFromUpstream(headers, body));
+  return new ModelCallFailedError(
+    'http',
+    `The model endpoint answered ${status}: ${detail}`,
+    status,
+    retryAfterFromUpstream(headers, body),
+  );
 }
 
 /** The router's "unknown model" is a 400 but a configuration failure: every request gets it. */

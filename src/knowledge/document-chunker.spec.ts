@@ -83,7 +83,9 @@ describe('chunkDocument', () => {
   });
 
   it('joins tiny paragraphs under the same heading, but never across headings', () => {
-    const chunks = chunkDocument(markdown(['## Symptoms', 'Degraded answers.', 'A 503 now and then.', '## Causes', 'The token expired.'].join('\n\n')));
+    const chunks = chunkDocument(
+      markdown(['## Symptoms', 'Degraded answers.', 'A 503 now and then.', '## Causes', 'The token expired.'].join('\n\n')),
+    );
 
     expect(chunks.map(({ title, text }) => [title, text])).toEqual([
       ["Operator's guide › Symptoms", 'Degraded answers.\n\nA 503 now and then.'],
@@ -128,7 +130,11 @@ describe('chunkDocument', () => {
   });
 
   it('treats a .txt document as paragraphs only: # lines are text and the title is the document title', () => {
-    const doc = { id: 'notes/restart-policy', title: 'Restart policy', body: `# not a heading\n\n${paragraph(0, 5)}\n\n${paragraph(10, 5)}` };
+    const doc = {
+      id: 'notes/restart-policy',
+      title: 'Restart policy',
+      body: `# not a heading\n\n${paragraph(0, 5)}\n\n${paragraph(10, 5)}`,
+    };
     const chunks = chunkDocument(doc, { format: 'text' });
 
     expect(chunks.length).toBe(2);

@@ -72,7 +72,12 @@ describe('KnowledgeBase', () => {
     expect(knowledge.size).toEqual({ documents: 2, excerpts: 4 });
     expect(knowledge.search('breaker', 5).map((excerpt) => excerpt.documentId)).toContain('operations/circuit-breaker');
     expect(knowledge.search('liveness', 5)).toEqual([
-      { documentId: 'restart-policy', title: 'Restart policy', text: 'Pods restart when the liveness probe fails three times.', score: expect.any(Number) },
+      {
+        documentId: 'restart-policy',
+        title: 'Restart policy',
+        text: 'Pods restart when the liveness probe fails three times.',
+        score: expect.any(Number),
+      },
     ]);
     expect(knowledge.search('unfinished', 5)).toEqual([]);
   });

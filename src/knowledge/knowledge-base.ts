@@ -19,7 +19,9 @@ const RECENT_SEARCHES = 1000;
 
 /** Question words that would otherwise prefix-match half the corpus ("do" → "document", "down"). */
 const STOP_WORDS = new Set(
-  'a an and are as at be by can do does for from how i if in is it its me my of on or should so that the this to was what when where which who why will with you your'.split(' '),
+  'a an and are as at be by can do does for from how i if in is it its me my of on or should so that the this to was what when where which who why will with you your'.split(
+    ' ',
+  ),
 );
 
 const createIndex = () =>
@@ -60,7 +62,9 @@ export class KnowledgeBase implements OnModuleInit {
       loaded = await loadDocuments(dir);
     } catch (error) {
       // Without a knowledge base the service still answers from the model and the cache.
-      this.logger.warn(`Knowledge dir ${dir} cannot be read (${error instanceof Error ? error.message : String(error)}); serving no excerpts`);
+      this.logger.warn(
+        `Knowledge dir ${dir} cannot be read (${error instanceof Error ? error.message : String(error)}); serving no excerpts`,
+      );
       return;
     }
     for (const file of loaded.skipped) this.logger.warn(`Skipped ${file.path} in ${dir}: ${file.reason}`);
@@ -87,7 +91,7 @@ export class KnowledgeBase implements OnModuleInit {
     const excerpts = this.index
       .search(query)
       .slice(0, Math.max(0, topK))
-      .map((result) => ({ ...(this.chunks[result.id as number] as Chunk), score: Math.round(result.score * 100) / 100 }));
+      .map((result) => ({ ...this.chunks[result.id as number], score: Math.round(result.score * 100) / 100 }));
     this.recentSearches.set(key, excerpts);
     return excerpts;
   }

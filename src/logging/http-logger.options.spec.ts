@@ -44,8 +44,15 @@ describe('httpLoggerOptions redaction', () => {
   });
 
   it('censors tokens wherever an object one level down carries them', () => {
-    const line = logged({ config: { token: 'SECRET', hfToken: 'SECRET', model: 'm' }, env: { HF_TOKEN: 'SECRET' }, upstream: { authorization: 'SECRET' } });
+    const line = logged({
+      config: { token: 'SECRET', hfToken: 'SECRET', model: 'm' },
+      env: { HF_TOKEN: 'SECRET' },
+      upstream: { authorization: 'SECRET' },
+    });
     expect(line).not.toContain('SECRET');
-    expect(JSON.parse(line)).toMatchObject({ config: { token: '[redacted]', hfToken: '[redacted]', model: 'm' }, env: { HF_TOKEN: '[redacted]' } });
+    expect(JSON.parse(line)).toMatchObject({
+      config: { token: '[redacted]', hfToken: '[redacted]', model: 'm' },
+      env: { HF_TOKEN: '[redacted]' },
+    });
   });
 });

@@ -38,7 +38,12 @@ export function httpLoggerOptions(config: LoggingConfig): Options {
     quietReqLogger: true,
     customLogLevel: requestLogLevel,
     serializers: {
-      req: (req: StdSerializedResults['req']) => ({ method: req.method, url: req.url, headers: req.headers, remoteAddress: req.remoteAddress }),
+      req: (req: StdSerializedResults['req']) => ({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        remoteAddress: req.remoteAddress,
+      }),
       res: (res: StdSerializedResults['res']) => ({ statusCode: res.statusCode }),
     },
   };

@@ -7,7 +7,9 @@ describe('requestIdFrom', () => {
   it("keeps the caller's id when it is printable and at most 128 characters", () => {
     expect(requestIdFrom('abc-123')).toBe('abc-123');
     expect(requestIdFrom('x'.repeat(128))).toBe('x'.repeat(128));
-    expect(requestIdFrom('trace:0af7651916cd43dd8448eb211c80319c/b7ad6b7169203331')).toBe('trace:0af7651916cd43dd8448eb211c80319c/b7ad6b7169203331');
+    expect(requestIdFrom('trace:0af7651916cd43dd8448eb211c80319c/b7ad6b7169203331')).toBe(
+      'trace:0af7651916cd43dd8448eb211c80319c/b7ad6b7169203331',
+    );
   });
 
   it.each([

@@ -34,25 +34,33 @@ describe('AnswerMetricsInterceptor', () => {
 
   async function answersTotal(): Promise<Record<string, number>> {
     const metric = await registry.getSingleMetric('assistant_answers_total')?.get();
-    return Object.fromEntries((metric?.values ?? []).map(({ labels, value }) => [`${String(labels.source)}/${String(labels.fallback_reason)}`, value]));
+    return Object.fromEntries(
+      (metric?.values ?? []).map(({ labels, value }) => [`${String(labels.source)}/${String(labels.fallback_reason)}`, value]),
+    );
   }
 
   it('counts a returned answer by its source, and fallback_reason "none" when there is none', async () => {
     await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(of(answer({ source: 'llm' })))));
-    await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(of(answer({ source: 'excerpts', degraded: true, fallbackReason: 'timeout' })))));
+    await firstValueFrom(
+      interceptor.intercept(ANY_CONTEXT, handlerOf(of(answer({ source: 'excerpts', degraded: true, fallbackReason: 'timeout' })))),
+    );
     expect(await answersTotal()).toEqual({ 'llm/none': 1, 'excerpts/timeout': 1 });
   });
 
   it('counts an UpstreamUnavailableError as source "unavailable" with its reason, and rethrows the very same error', async () => {
     const unavailable = new UpstreamUnavailableError('circuit_open', 12, CIRCUIT);
-    const thrown = await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(throwError(() => unavailable)))).catch((error: unknown) => error);
+    const thrown = await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(throwError(() => unavailable)))).catch(
+      (error: unknown) => error,
+    );
     expect(thrown).toBe(unavailable);
     expect(await answersTotal()).toEqual({ 'unavailable/circuit_open': 1 });
   });
 
   it('counts nothing for any other error, which still reaches the caller', async () => {
     const badRequest = new BadRequestException('query must not be empty');
-    const thrown = await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(throwError(() => badRequest)))).catch((error: unknown) => error);
+    const thrown = await firstValueFrom(interceptor.intercept(ANY_CONTEXT, handlerOf(throwError(() => badRequest)))).catch(
+      (error: unknown) => error,
+    );
     expect(thrown).toBe(badRequest);
     expect(await answersTotal()).toEqual({});
   });

@@ -7,7 +7,15 @@ import { METRICS_REGISTRY } from './metrics.constants.js';
 const STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, half_open: 1, open: 2 };
 
 /** Every event but 'neutral', which is an upstream call's outcome, not something the breaker did. */
-const COUNTED_EVENTS = ['success', 'failure', 'timeout', 'reject', 'open', 'close', 'half_open'] as const satisfies readonly CircuitBreakerEventType[];
+const COUNTED_EVENTS = [
+  'success',
+  'failure',
+  'timeout',
+  'reject',
+  'open',
+  'close',
+  'half_open',
+] as const satisfies readonly CircuitBreakerEventType[];
 
 /** Up to the longest call a breaker allows (CIRCUIT_BREAKER_TIMEOUT_SECONDS, 30 by default) and beyond. */
 const UPSTREAM_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60];

@@ -22,7 +22,13 @@ function createMetricsRegistry(): Registry {
 @Module({
   imports: [CircuitBreakerModule, AnswerCacheModule],
   controllers: [MetricsController],
-  providers: [{ provide: METRICS_REGISTRY, useFactory: createMetricsRegistry }, AnswerMetrics, CacheMetrics, CircuitBreakerMetrics, HttpMetrics],
+  providers: [
+    { provide: METRICS_REGISTRY, useFactory: createMetricsRegistry },
+    AnswerMetrics,
+    CacheMetrics,
+    CircuitBreakerMetrics,
+    HttpMetrics,
+  ],
   exports: [METRICS_REGISTRY, AnswerMetrics],
 })
 export class MetricsModule {}

@@ -20,5 +20,8 @@ export function setUpApiDocumentation(app: NestFastifyApplication): void {
     .setVersion(version)
     .build();
   // Built on the first request for it, not at start-up: most processes never serve it.
-  SwaggerModule.setup(API_DOCS_PATH, app, () => SwaggerModule.createDocument(app, config), { jsonDocumentUrl: API_DOCS_JSON_PATH, raw: ['json'] });
+  SwaggerModule.setup(API_DOCS_PATH, app, () => SwaggerModule.createDocument(app, config), {
+    jsonDocumentUrl: API_DOCS_JSON_PATH,
+    raw: ['json'],
+  });
 }

@@ -19,14 +19,18 @@ const LATENCY_SLACK_MS = 100;
 const RSS_GROWTH_LIMIT_MB = 32;
 
 /** Questions the corpus answers (so a fallback always exists), cached before the faults begin. */
-const CACHED = ['What does the half-open state mean?', 'What should I do when the circuit opens?', 'Which probe should Kubernetes use for readiness?'];
+const CACHED = [
+  'What does the half-open state mean?',
+  'What should I do when the circuit opens?',
+  'Which probe should Kubernetes use for readiness?',
+];
 /** Each scenario asks its own new questions; only CACHED repeat across scenarios. */
 let round = 0;
 /** Known to the corpus but never asked before: model, or excerpts when the model is out. */
 const known = (i: number) => `How does the circuit breaker count consecutive failures? (${round}.${i})`;
 /** Probably unknown to the corpus: model, or 503 when the model is out. */
 const unknown = (i: number) => `zqxv wplk qrst (${round}.${i})`;
-const mixed = (i: number) => (i % 3 === 0 ? (CACHED[i % CACHED.length] as string) : i % 3 === 1 ? known(i) : unknown(i));
+const mixed = (i: number) => (i % 3 === 0 ? CACHED[i % CACHED.length] : i % 3 === 1 ? known(i) : unknown(i));
 const hasFallback = (question: string) => !question.startsWith('zqxv');
 
 interface Row {
@@ -66,7 +70,18 @@ describe('chaos: the app under load while the model misbehaves', () => {
     await redis?.stop();
     await upstream?.stop();
     const table = markdownTable(
-      ['scenario', 'requests', 'statuses', 'answers', 'p50 ms', 'p99 ms', 'max ms', 'loop p99 ms', 'RSS MB before → after', 'upstream calls'],
+      [
+        'scenario',
+        'requests',
+        'statuses',
+        'answers',
+        'p50 ms',
+        'p99 ms',
+        'max ms',
+        'loop p99 ms',
+        'RSS MB before → after',
+        'upstream calls',
+      ],
       rows.map((r) => [
         r.scenario,
         r.report.requests,
@@ -80,7 +95,9 @@ describe('chaos: the app under load while the model misbehaves', () => {
         r.upstreamCalls,
       ]),
     );
-    process.stdout.write(`\nChaos (time-out ${TIMEOUT_MS} ms, reset ${RESET_MS} ms, threshold ${THRESHOLD}, ${CLIENTS} clients; ${pinning})\n${table}\n`);
+    process.stdout.write(
+      `\nChaos (time-out ${TIMEOUT_MS} ms, reset ${RESET_MS} ms, threshold ${THRESHOLD}, ${CLIENTS} clients; ${pinning})\n${table}\n`,
+    );
   });
 
   /** Model healthy and circuit closed again (a request may be needed to make the half-open trial happen). */
@@ -221,16 +238,16 @@ describe('chaos: the app under load while the model misbehaves', () => {
     pinCpus(app.process.pid ?? 0, []);
     await upstream.setFault({ kind: 'error500' });
     const callsBefore = await upstream.calls();
-    const report = await load(app.url, 600, CLIENTS, (i) => CACHED[i % CACHED.length] as string);
+    const report = await load(app.url, 600, CLIENTS, (i) => CACHED[i % CACHED.length]);
     expect(report.sources).toEqual({ cache: 600 });
     expect(await upstream.calls()).toBe(callsBefore);
   });
 
   it(`grows RSS by less than ${RSS_GROWTH_LIMIT_MB} MB over 20 000 requests once warmed up (no leak)`, async () => {
-    const question = (i: number) => (i % 2 === 0 ? (CACHED[i % CACHED.length] as string) : known(i));
+    const question = (i: number) => (i % 2 === 0 ? CACHED[i % CACHED.length] : known(i));
     await run('warm-up, 20 000 requests', { kind: 'ok' }, 20_000, question);
     const report = await run('20 000 requests (RSS)', { kind: 'ok' }, 20_000, question);
-    const row = rows[rows.length - 1] as Row;
+    const row = rows[rows.length - 1];
     expect(report.statuses).toEqual({ '200': 20_000 });
     expect(row.rssAfterMb - row.rssBeforeMb).toBeLessThan(RSS_GROWTH_LIMIT_MB);
   }, 150_000);

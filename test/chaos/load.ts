@@ -29,11 +29,16 @@ interface Answer {
 export async function ask(url: string, query: string): Promise<Outcome> {
   const sent = performance.now();
   try {
-    const response = await fetch(`${url}/assistant/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+    const response = await fetch(`${url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query }),
+    });
     // The wait ends when the server answers; parsing the body is this client's own time.
     const latencyMs = performance.now() - sent;
     const body = (await response.json()) as Answer;
-    const servedBy = response.status === 200 ? `${body.source}${body.degraded && body.source === 'cache' ? ' (stale)' : ''}` : String(response.status);
+    const servedBy =
+      response.status === 200 ? `${body.source}${body.degraded && body.source === 'cache' ? ' (stale)' : ''}` : String(response.status);
     return { status: response.status, servedBy, latencyMs, circuitState: body.circuit?.state };
   } catch {
     return { status: 0, servedBy: 'dropped', latencyMs: performance.now() - sent };

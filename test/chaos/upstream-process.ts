@@ -31,7 +31,11 @@ export class UpstreamProcess {
   }
 
   async setFault(fault: Fault): Promise<void> {
-    const response = await fetch(`${this.url}/__admin/fault`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(fault) });
+    const response = await fetch(`${this.url}/__admin/fault`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(fault),
+    });
     if (response.status !== 204) throw new Error(`setting fault ${fault.kind} failed: ${response.status} ${await response.text()}`);
   }
 

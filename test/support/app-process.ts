@@ -23,6 +23,8 @@ const ROOT_DIR = process.cwd();
 const MAIN = 'dist/main.js';
 const READY_POLL_MS = 50;
 const READY_DEADLINE_MS = 15_000;
+// Colour codes start with the ESC control character; matching it is the point.
+// eslint-disable-next-line no-control-regex
 const ANSI_ESCAPE = /\u001b\[[0-9;]*m/g;
 
 const running = new Set<AppProcess>();

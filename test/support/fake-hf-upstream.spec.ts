@@ -122,7 +122,10 @@ describe('fault options shape the response', () => {
   test('ok falls back to model tgi and honours a fixed answer after the configured latency', async () => {
     upstream.setFault({ kind: 'ok', answer: 'Fixed.', latencyMs: 120 });
     const startedAt = Date.now();
-    const body = (await (await postChat({ messages: MESSAGES })).json()) as { model: string; choices: Array<{ message: { content: string } }> };
+    const body = (await (await postChat({ messages: MESSAGES })).json()) as {
+      model: string;
+      choices: Array<{ message: { content: string } }>;
+    };
     expect(Date.now() - startedAt).toBeGreaterThanOrEqual(110);
     expect(body.model).toBe('tgi');
     expect(body.choices[0]?.message.content).toBe('Fixed.');
@@ -195,7 +198,10 @@ describe('the real @huggingface/inference client accepts what the fake speaks', 
   });
 
   test('with its default retry_on_error it re-sends a 503 at once and without limit until something else comes', async () => {
-    upstream.setFault({ kind: 'sequence', faults: [{ kind: 'loading503' }, { kind: 'loading503' }, { kind: 'loading503' }, { kind: 'ok' }] });
+    upstream.setFault({
+      kind: 'sequence',
+      faults: [{ kind: 'loading503' }, { kind: 'loading503' }, { kind: 'loading503' }, { kind: 'ok' }],
+    });
     await expect(askClient({ retry: true })).resolves.toBeDefined();
     expect(upstream.calls).toBe(4);
   });

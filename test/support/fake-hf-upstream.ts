@@ -41,7 +41,11 @@ export interface UpstreamStats {
 /** TGI's ErrorResponse {error, error_type}, keyed by fault. */
 const TGI_ERRORS = {
   error500: [500, 'Request failed during generation: Server error: CUDA out of memory', 'generation'],
-  badRequest: [400, 'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`', 'validation'],
+  badRequest: [
+    400,
+    'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`',
+    'validation',
+  ],
   unprocessable: [422, 'Input validation error: `temperature` must be strictly positive', 'validation'],
   payloadTooLarge: [413, 'Payload Too Large: request body exceeds the 2000000 bytes limit', 'validation'],
   requestTimeout: [408, 'Request timed out while waiting for a generation slot', 'timeout'],
@@ -49,15 +53,36 @@ const TGI_ERRORS = {
 
 /** Shapes the HF router/Hub answers with before TGI is involved. */
 const ROUTER_ERRORS = {
-  unknownModel: [400, (model: string) => ({ error: { message: `The requested model '${model}' is not supported by any provider you have enabled.`, type: 'invalid_request_error', param: 'model', code: 'model_not_supported' } })],
+  unknownModel: [
+    400,
+    (model: string) => ({
+      error: {
+        message: `The requested model '${model}' is not supported by any provider you have enabled.`,
+        type: 'invalid_request_error',
+        param: 'model',
+        code: 'model_not_supported',
+      },
+    }),
+  ],
   unauthorized: [401, () => ({ error: 'Invalid credentials in Authorization header' })],
-  paymentRequired: [402, () => ({ error: 'You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits.' })],
-  forbidden: [403, () => ({ error: 'This authentication method does not have sufficient permissions to call Inference Providers on behalf of user fake-user' })],
+  paymentRequired: [
+    402,
+    () => ({
+      error:
+        'You have exceeded your monthly included credits for Inference Providers. Subscribe to PRO to get 20x more monthly included credits.',
+    }),
+  ],
+  forbidden: [
+    403,
+    () => ({
+      error: 'This authentication method does not have sufficient permissions to call Inference Providers on behalf of user fake-user',
+    }),
+  ],
 } as const satisfies Record<string, readonly [number, (model: string) => object]>;
 
 const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
-  ...['ok', 'loading503', 'rateLimited429', 'flapping', 'sequence'] as const,
-  ...['hang', 'reset', 'malformed', 'truncated', 'missingFields'] as const,
+  ...(['ok', 'loading503', 'rateLimited429', 'flapping', 'sequence'] as const),
+  ...(['hang', 'reset', 'malformed', 'truncated', 'missingFields'] as const),
   ...(Object.keys(TGI_ERRORS) as TgiErrorKind[]),
   ...(Object.keys(ROUTER_ERRORS) as RouterErrorKind[]),
 ]);
@@ -117,7 +142,11 @@ export class FakeHfUpstream {
 
   /** Resolves once at most `n` sockets are open (idle keep-alive sockets count too); rejects after timeoutMs. */
   waitForOpenSockets(n: number, timeoutMs = 2000): Promise<void> {
-    return this.waitUntil(() => this.openSockets <= n, timeoutMs, () => `${this.openSockets} open sockets (wanted <= ${n})`);
+    return this.waitUntil(
+      () => this.openSockets <= n,
+      timeoutMs,
+      () => `${this.openSockets} open sockets (wanted <= ${n})`,
+    );
   }
 
   /**
@@ -125,12 +154,20 @@ export class FakeHfUpstream {
    * socket: after an abort, undici (global fetch) opens a spare idle connection that lingers ~4 s.
    */
   waitForInFlight(n: number, timeoutMs = 2000): Promise<void> {
-    return this.waitUntil(() => this.inFlight <= n, timeoutMs, () => `${this.inFlight} requests in flight (wanted <= ${n})`);
+    return this.waitUntil(
+      () => this.inFlight <= n,
+      timeoutMs,
+      () => `${this.inFlight} requests in flight (wanted <= ${n})`,
+    );
   }
 
   /** Resolves once at least `n` chat requests have arrived: lets a test act while a call is known to be upstream. */
   waitForCalls(n: number, timeoutMs = 2000): Promise<void> {
-    return this.waitUntil(() => this.calls >= n, timeoutMs, () => `${this.calls} calls (wanted >= ${n})`);
+    return this.waitUntil(
+      () => this.calls >= n,
+      timeoutMs,
+      () => `${this.calls} calls (wanted >= ${n})`,
+    );
   }
 
   private waitUntil(done: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
@@ -216,7 +253,8 @@ export class FakeHfUpstream {
     this.notifyWaiters();
     const fault = pickFault(this.fault, this.callsSinceFault);
     if (!(await this.delay(fault)) || res.destroyed) return;
-    if (body === undefined) return void sendJson(res, 422, { error: 'Failed to deserialize the JSON body into the target type', error_type: 'validation' });
+    if (body === undefined)
+      return void sendJson(res, 422, { error: 'Failed to deserialize the JSON body into the target type', error_type: 'validation' });
     respond(fault, res, body);
   }
 
@@ -241,7 +279,11 @@ function respond(fault: LeafFault, res: ServerResponse, request: unknown): void 
     case 'ok':
       return sendJson(res, 200, chatCompletion(model, fault.answer ?? defaultAnswer(request), request));
     case 'loading503':
-      return sendJson(res, 503, { error: `Model ${model} is currently loading`, error_type: 'loading', estimated_time: fault.estimatedTimeSeconds ?? 20.0 });
+      return sendJson(res, 503, {
+        error: `Model ${model} is currently loading`,
+        error_type: 'loading',
+        estimated_time: fault.estimatedTimeSeconds ?? 20.0,
+      });
     case 'rateLimited429':
       return sendJson(res, 429, { error: 'Model is overloaded', error_type: 'overloaded' }, rateLimitHeaders(fault));
     case 'hang':
@@ -295,13 +337,27 @@ function chatCompletion(model: string, content: string, request: unknown) {
 }
 
 const INFO = {
-  model_id: 'tgi', model_sha: null, model_pipeline_tag: 'text-generation', max_concurrent_requests: 128, max_best_of: 2, max_stop_sequences: 4,
-  max_input_tokens: 4095, max_total_tokens: 4096, validation_workers: 2, max_client_batch_size: 4, router: 'text-generation-router', version: '3.3.6', sha: null, docker_label: null,
+  model_id: 'tgi',
+  model_sha: null,
+  model_pipeline_tag: 'text-generation',
+  max_concurrent_requests: 128,
+  max_best_of: 2,
+  max_stop_sequences: 4,
+  max_input_tokens: 4095,
+  max_total_tokens: 4096,
+  validation_workers: 2,
+  max_client_batch_size: 4,
+  router: 'text-generation-router',
+  version: '3.3.6',
+  sha: null,
+  docker_label: null,
 };
 
 /** Deterministic so tests can assert on it: derived from the last user message. */
 function defaultAnswer(request: unknown): string {
-  const lastUser = messagesOf(request).filter((m) => m.role === 'user').at(-1);
+  const lastUser = messagesOf(request)
+    .filter((m) => m.role === 'user')
+    .at(-1);
   return `Answer: ${textOf(lastUser?.content).slice(0, 80)}`;
 }
 

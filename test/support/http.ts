@@ -81,7 +81,11 @@ export async function ask<T = AnswerBody>(baseUrl: string, body: unknown): Promi
 }
 
 /** POST /assistant/query with exactly these bytes and this content-type (none when undefined). */
-export async function postRaw<T = ErrorBody>(baseUrl: string, raw: string | undefined, contentType: string | undefined): Promise<HttpResult<T>> {
+export async function postRaw<T = ErrorBody>(
+  baseUrl: string,
+  raw: string | undefined,
+  contentType: string | undefined,
+): Promise<HttpResult<T>> {
   const response = await fetch(`${baseUrl}/assistant/query`, {
     method: 'POST',
     headers: contentType === undefined ? {} : { 'content-type': contentType },

@@ -55,7 +55,7 @@ export function captureOutput(): CapturedOutput {
       if (text.startsWith('{"level":')) return true;
       return (original as (chunk: string | Uint8Array, ...rest: unknown[]) => boolean).call(stream, chunk, ...rest);
     };
-    stream.write = capture as typeof stream.write;
+    stream.write = capture;
     return () => {
       stream.write = original;
     };

@@ -16,7 +16,8 @@ function redisServerOnPath() {
  */
 export function ignoredWithoutRedis(patterns, suites) {
   if (redisServerOnPath()) return [];
-  if (process.env.CI === 'true') throw new Error('redis-server is not on PATH and CI=true: the Redis suites cannot run (apt-get install -y redis-server)');
+  if (process.env.CI === 'true')
+    throw new Error('redis-server is not on PATH and CI=true: the Redis suites cannot run (apt-get install -y redis-server)');
   console.warn(`\n!!!!! redis-server is not on PATH: ${suites} DO NOT RUN (apt-get install -y redis-server) !!!!!\n`);
   return patterns;
 }
