@@ -18,22 +18,14 @@ import {
   waitForBreakerState,
 } from './support/http.js';
 import { isRequestLine, logEntries } from './support/log-lines.js';
-import { startTestApp, type TestApp } from './support/test-app.js';
-
-/** Questions the shipped corpus (an operator's guide to this service) has excerpts for; distinct so none hits another's cache entry. */
-const KNOWN = [
-  'What does half-open mean?',
-  'How does the answer cache work?',
-  'What does the Retry-After header say?',
-  'Which variables configure the model?',
-  'How do the readiness probes behave?',
-  'What happens when the circuit opens?',
-  'How are documents chunked into excerpts?',
-  'What does a degraded answer look like?',
-] as const;
-/** Questions with no excerpt at all: with the model out, nothing is left to answer from. */
-const NONSENSE = ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw', 'jxzq vwkv'] as const;
-const THRESHOLD = 3;
+import {
+  FAIL_THRESHOLD as THRESHOLD,
+  KNOWN_QUESTIONS as KNOWN,
+  NONSENSE_QUESTIONS as NONSENSE,
+  openCircuit,
+  startTestApp,
+  type TestApp,
+} from './support/test-app.js';
 
 interface Harness {
   readonly url: string;
@@ -80,15 +72,6 @@ function useApp(env: Record<string, string> = {}, scope: 'suite' | 'test' = 'sui
 function requireValue<T>(value: T | undefined): T {
   if (value === undefined) throw new Error('the app or upstream is not started');
   return value;
-}
-
-/** THRESHOLD failing questions in a row; the last one's own answer already reports the circuit open. */
-async function openCircuit({ url, upstream }: Harness, fault: Fault = { kind: 'error500' }): Promise<void> {
-  upstream.setFault(fault);
-  let last: HttpResult<UnavailableBody> | undefined;
-  for (const query of NONSENSE.slice(0, THRESHOLD)) last = await ask<UnavailableBody>(url, { query });
-  expect(last?.status).toBe(503);
-  expect(last?.body.circuit.state).toBe('open');
 }
 
 /** The text of every chat message the upstream last received. */
@@ -303,7 +286,7 @@ describe('POST /assistant/query while the circuit is open', () => {
   const h = useApp({ CIRCUIT_BREAKER_RESET_TIMEOUT: '30', CACHE_TTL_SECONDS: '1' }, 'test');
 
   it('answers from the excerpts at once, reason circuit_open, without calling the model', async () => {
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     const calls = h.upstream.calls;
     h.upstream.setFault({ kind: 'ok' });
 
@@ -326,7 +309,7 @@ describe('POST /assistant/query while the circuit is open', () => {
   });
 
   it('answers 503 with Retry-After up to the trial when there is nothing to fall back on', async () => {
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     const calls = h.upstream.calls;
 
     const result = await ask<UnavailableBody>(h.url, { query: NONSENSE[3] });
@@ -348,7 +331,7 @@ describe('POST /assistant/query while the circuit is open', () => {
   it('serves a fresh cached answer as healthy, then once older than CACHE_TTL_SECONDS the same answer marked stale', async () => {
     const original = await ask(h.url, { query: KNOWN[0] });
     expect(original.body.source).toBe('llm');
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     const calls = h.upstream.calls;
 
     const fresh = await ask(h.url, { query: KNOWN[0] });
@@ -377,7 +360,7 @@ describe('POST /assistant/query recovering through half-open', () => {
   const h = useApp({ CIRCUIT_BREAKER_RESET_TIMEOUT: '0.5', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '2' }, 'test');
 
   it('lets exactly one trial call through after the reset time-out, and closes the circuit when it succeeds', async () => {
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     h.upstream.setFault({ kind: 'ok' });
     await waitForBreakerState(h.url, 'huggingface', 'half_open');
     const calls = h.upstream.calls;
@@ -391,7 +374,7 @@ describe('POST /assistant/query recovering through half-open', () => {
   });
 
   it('opens the circuit again for another reset period when the trial call fails', async () => {
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     await waitForBreakerState(h.url, 'huggingface', 'half_open');
     const calls = h.upstream.calls;
 
@@ -407,7 +390,7 @@ describe('POST /assistant/query recovering through half-open', () => {
   });
 
   it('answers requests that arrive during the trial at once from the fallbacks, sending only the trial to the model', async () => {
-    await openCircuit(h);
+    await openCircuit(h.url, h.upstream);
     h.upstream.setFault({ kind: 'ok', latencyMs: 1000 });
     await waitForBreakerState(h.url, 'huggingface', 'half_open');
     const calls = h.upstream.calls;

@@ -10,27 +10,16 @@ import {
   type UnavailableBody,
   waitForBreakerState,
 } from './support/http.js';
-import { startTestApp, type TestApp } from './support/test-app.js';
+import {
+  FAIL_THRESHOLD as THRESHOLD,
+  KNOWN_QUESTIONS as KNOWN,
+  NONSENSE_QUESTIONS as NONSENSE,
+  openCircuit,
+  startTestApp,
+  type TestApp,
+} from './support/test-app.js';
 
-const KNOWN = [
-  'What does half-open mean?',
-  'How does the answer cache work?',
-  'What does the Retry-After header say?',
-  'Which variables configure the model?',
-  'How do the readiness probes behave?',
-  'What happens when the circuit opens?',
-] as const;
-const NONSENSE = ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw', 'jxzq vwkv'] as const;
-const THRESHOLD = 3;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-
-/** THRESHOLD failing questions in a row with nothing to fall back on: 503s, the last with the circuit open. */
-async function openCircuit(url: string, upstream: FakeHfUpstream): Promise<void> {
-  upstream.setFault({ kind: 'error500' });
-  let last: UnavailableBody | undefined;
-  for (const query of NONSENSE.slice(0, THRESHOLD)) last = (await ask<UnavailableBody>(url, { query })).body;
-  expect(last?.circuit.state).toBe('open');
-}
 
 function expectTerminusBody(body: HealthBody, status: 'ok' | 'error'): void {
   expect(Object.keys(body).sort()).toEqual(['details', 'error', 'info', 'status']);

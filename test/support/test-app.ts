@@ -1,9 +1,12 @@
 import type { ConfigType } from '@nestjs/config';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { expect } from '@jest/globals';
 import { Test } from '@nestjs/testing';
 import { PinoLogger } from 'nestjs-pino';
 import { AppModule } from '../../src/app.module.js';
 import { APP_OPTIONS, configureApp, createHttpAdapter } from '../../src/app.setup.js';
+import type { FakeHfUpstream } from './fake-hf-upstream.js';
+import { ask, type HttpResult, type UnavailableBody } from './http.js';
 import { loggingConfig } from '../../src/config/logging.config.js';
 
 export interface TestApp {
@@ -45,4 +48,29 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;
   return { app, url: `http://127.0.0.1:${port}`, close: () => app.close() };
+}
+
+/** Questions the shipped corpus (an operator's guide to this service) has excerpts for; distinct so none hits another's cache entry. */
+export const KNOWN_QUESTIONS = [
+  'What does half-open mean?',
+  'How does the answer cache work?',
+  'What does the Retry-After header say?',
+  'Which variables configure the model?',
+  'How do the readiness probes behave?',
+  'What happens when the circuit opens?',
+  'How are documents chunked into excerpts?',
+  'What does a degraded answer look like?',
+] as const;
+/** Questions with no excerpt at all: with the model out, nothing is left to answer from. */
+export const NONSENSE_QUESTIONS = ['zqxj vvkw', 'qzjx wvkv', 'xjqz kvvw', 'jxzq vwkv'] as const;
+/** Consecutive failures that open the circuit in apps started with BASE_TEST_ENV. */
+export const FAIL_THRESHOLD = Number(BASE_TEST_ENV['CIRCUIT_BREAKER_FAIL_THRESHOLD']);
+
+/** FAIL_THRESHOLD failing questions in a row with nothing to fall back on: 503s, the last one's own answer reporting the circuit open. */
+export async function openCircuit(url: string, upstream: FakeHfUpstream): Promise<void> {
+  upstream.setFault({ kind: 'error500' });
+  let last: HttpResult<UnavailableBody> | undefined;
+  for (const query of NONSENSE_QUESTIONS.slice(0, FAIL_THRESHOLD)) last = await ask<UnavailableBody>(url, { query });
+  expect(last?.status).toBe(503);
+  expect(last?.body.circuit.state).toBe('open');
 }
