@@ -1,5 +1,6 @@
 import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
 import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
+import { ask } from '../test/support/load.js';
 import { fixed, percentile } from '../bench/stats.js';
 
 // `npm run demo`: the upstream simulator and the app, then a scripted outage and recovery to watch.
@@ -69,20 +70,13 @@ async function main(): Promise<void> {
       // Half the questions repeat (cache hits, stale while the model is out); half are new.
       const query = n % 2 === 0 ? QUESTIONS[n % QUESTIONS.length] : `${QUESTIONS[n % QUESTIONS.length]} (variant ${n})`;
       n++;
-      const sent = performance.now();
-      const { status, body } = await ask(app?.url ?? '', query);
+      const { servedBy, latencyMs, circuitState } = await ask(app?.url ?? '', query);
       if (!running) break;
-      const source =
-        status === 200
-          ? `${body.source}${body.source === 'cache' && body.degraded ? ' (stale)' : ''}`
-          : status === 0
-            ? 'no answer'
-            : String(status);
       tick.requests++;
-      tick.latenciesMs.push(performance.now() - sent);
-      tick.sources[source] = (tick.sources[source] ?? 0) + 1;
-      totals[source] = (totals[source] ?? 0) + 1;
-      tick.state = body.circuit?.state ?? tick.state;
+      tick.latenciesMs.push(latencyMs);
+      tick.sources[servedBy] = (tick.sources[servedBy] ?? 0) + 1;
+      totals[servedBy] = (totals[servedBy] ?? 0) + 1;
+      tick.state = circuitState ?? tick.state;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
@@ -111,30 +105,10 @@ async function main(): Promise<void> {
   await Promise.all(clients);
   const all = Object.values(totals).reduce((a, b) => a + b, 0);
   write(`\nsummary: ${all} requests, ${upstream.calls} reached the model; answers by source: ${JSON.stringify(totals)}\n`);
-  const failed = Object.entries(totals).filter(([source]) => /^\d+$|no answer/.test(source));
+  const failed = Object.entries(totals).filter(([source]) => /^\d+$|dropped/.test(source));
   write(failed.length ? `requests without an answer: ${JSON.stringify(Object.fromEntries(failed))}\n` : 'every request got an answer.\n');
   write(`circuit states, in order: ${statesSeen.join(' → ')}\n`);
   await stop(0);
-}
-
-interface Answer {
-  source?: string;
-  degraded?: boolean;
-  circuit?: { state?: string };
-}
-
-/** Status 0: no HTTP answer at all (connection refused or reset). */
-async function ask(url: string, query: string): Promise<{ status: number; body: Answer }> {
-  try {
-    const response = await fetch(`${url}/assistant/query`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ query }),
-    });
-    return { status: response.status, body: (await response.json()) as Answer };
-  } catch {
-    return { status: 0, body: {} };
-  }
 }
 
 function write(line: string): void {

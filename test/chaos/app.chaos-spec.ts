@@ -3,7 +3,7 @@ import { fixed, markdownTable } from '../../bench/stats.js';
 import { startAppProcess, type AppProcess } from '../support/app-process.js';
 import type { Fault } from '../support/fake-hf-upstream.js';
 import { RedisTestServer } from '../support/redis-server.js';
-import { ask, circuitState, eventLoopDelayP99Ms, load, type LoadReport, rssBytes, until } from './load.js';
+import { ask, circuitState, eventLoopDelayP99Ms, load, type LoadReport, rssBytes, until } from '../support/load.js';
 import { pinCpus } from '../support/cpu-affinity.js';
 import { UpstreamProcess } from './upstream-process.js';
 
