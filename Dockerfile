@@ -1,21 +1,21 @@
 # syntax=docker/dockerfile:1
 #
-# Fault-tolerant assistant: two stages on node:20-slim.
+# Fault-tolerant assistant: two stages on node:24-slim.
 #   build:   full install (TypeScript and the other dev tools), `npm run build` -> dist/
 #   runtime: production dependencies only, dist/, the knowledge base and .env.production
 #
 # No secret is baked in: HF_TOKEN is not an ARG or ENV here; give it at run time
 # (Kubernetes Secret, `docker run -e HF_TOKEN`, docker compose's `${HF_TOKEN:-}`).
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY nest-cli.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && rm -f dist/.tsbuildinfo
 
-FROM node:20-slim AS runtime
+FROM node:24-slim AS runtime
 # Selects .env.production for the defaults; variables set at run time (ConfigMap, -e) win over it.
 ENV NODE_ENV=production
 WORKDIR /app

@@ -1,6 +1,5 @@
 import { Module, RequestMethod } from '@nestjs/common';
 import { ConfigModule, type ConfigType } from '@nestjs/config';
-// nestjs-pino 5 declares node >=22.12, but its ESM build runs on Node 20.19+ and under jest here (verified by the e2e suites).
 import { LoggerModule } from 'nestjs-pino';
 import { loggingConfig } from '../config/logging.config.js';
 import { httpLoggerOptions, logDestination } from './http-logger.options.js';
