@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { breakerTables, runBreakerBench } from './breaker.bench.js';
+import { hotPathTables, runHotPathBench } from './hot-path.bench.js';
 import { httpTables, runHttpBench } from './http.bench.js';
 
 // `npm run bench`: every measurement side by side in one run; prints markdown, writes bench/results/latest.json.
@@ -9,10 +10,12 @@ async function main(): Promise<void> {
   process.stdout.write(`Benchmarks on ${machine}\n\n`);
   const breaker = await runBreakerBench();
   process.stdout.write(`${breakerTables(breaker)}\n\n`);
+  const hotPath = await runHotPathBench();
+  process.stdout.write(`${hotPathTables(hotPath)}\n\n`);
   const http = await runHttpBench();
   process.stdout.write(`${httpTables(http)}\n`);
   await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  const results = { date: new Date().toISOString(), machine, breaker, http };
+  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http };
   await writeFile(new URL('../../bench/results/latest.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
 }
 

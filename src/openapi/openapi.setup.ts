@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { serializeDocumentedResponses } from './documented-response.serializers.js';
 
 export const API_DOCS_PATH = 'docs';
 export const API_DOCS_JSON_PATH = 'docs/json';
@@ -8,7 +9,7 @@ export const API_DOCS_JSON_PATH = 'docs/json';
 /** The same file from src/openapi (tests) and dist/openapi (the built app). */
 const PACKAGE_JSON = new URL('../../package.json', import.meta.url);
 
-/** Swagger UI at /docs and the OpenAPI document at /docs/json, generated from the controllers and DTOs. */
+/** Swagger UI at /docs and the OpenAPI document at /docs/json, generated from the controllers and DTOs; bodies written from it. */
 export function setUpApiDocumentation(app: NestFastifyApplication): void {
   const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
   const config = new DocumentBuilder()
@@ -19,9 +20,8 @@ export function setUpApiDocumentation(app: NestFastifyApplication): void {
     )
     .setVersion(version)
     .build();
-  // Built on the first request for it, not at start-up: most processes never serve it.
-  SwaggerModule.setup(API_DOCS_PATH, app, () => SwaggerModule.createDocument(app, config), {
-    jsonDocumentUrl: API_DOCS_JSON_PATH,
-    raw: ['json'],
-  });
+  // Built at start-up: the routes' response serializers are compiled from it (documented-response.serializers.ts).
+  const document = SwaggerModule.createDocument(app, config);
+  SwaggerModule.setup(API_DOCS_PATH, app, document, { jsonDocumentUrl: API_DOCS_JSON_PATH, raw: ['json'] });
+  serializeDocumentedResponses(app, document);
 }
