@@ -1,5 +1,6 @@
 // The health routes over real HTTP: Terminus bodies {status, info, error, details}, as probes and dashboards see them.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { ApplicationReadiness } from '../src/health/application-readiness.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
 import {
   type AnswerBody,
@@ -207,5 +208,34 @@ describe('health routes with CIRCUIT_BREAKER_NAME=tgi', () => {
     expect(all.body.error).toHaveProperty('tgi');
     expect(all.body.details).not.toHaveProperty('huggingface');
     expect(unavailable.body.circuit).toEqual({ name: 'tgi', state: 'open' });
+  });
+});
+
+describe('health routes while draining after a shutdown signal', () => {
+  // main.ts calls beginDraining() on SIGTERM; process.e2e-spec sends the real signal to a real process.
+  let testApp: TestApp;
+  beforeAll(async () => {
+    testApp = await startTestApp();
+  });
+  afterAll(() => testApp.close());
+
+  it('answers 503 on /health/ready with the phase, keeps /health/live and answers at 200, and closes each connection', async () => {
+    const before = await getHealth(testApp.url, '/ready');
+    expect(before.status).toBe(200);
+    expect(before.headers.get('connection')).not.toBe('close');
+
+    testApp.app.get(ApplicationReadiness).beginDraining();
+
+    const [ready, live, answer] = await Promise.all([
+      getHealth(testApp.url, '/ready'),
+      getHealth(testApp.url, '/live'),
+      ask(testApp.url, { query: KNOWN[0] }),
+    ]);
+    expect(ready.status).toBe(503);
+    expectTerminusBody(ready.body, 'error');
+    expect(ready.body.error['readiness']).toEqual({ status: 'down', phase: 'draining' });
+    expect(live.status).toBe(200);
+    expect(answer.status).toBe(200);
+    for (const { headers } of [ready, live, answer]) expect(headers.get('connection')).toBe('close');
   });
 });

@@ -45,6 +45,13 @@ describe('AnswerCache.stats', () => {
     expect(answers.stats()).toMatchObject({ misses: 0, errors: 2 });
   });
 
+  it('counts a write the store rejects as an error, and never passes the rejection to the caller', async () => {
+    const failingStore = { ...hangingStore, set: () => Promise.reject(new Error("READONLY You can't write against a read only replica")) };
+    const { answers } = answerCacheOver(new Keyv({ store: failingStore, throwOnErrors: true }));
+    await expect(answers.store('any', ANSWER)).resolves.toBeUndefined();
+    expect(answers.stats()).toMatchObject({ misses: 0, errors: 1 });
+  });
+
   it('names the store redis when REDIS_URL is configured', () => {
     const { answers } = answerCacheOver(new Keyv(), { ...CONFIG, redisUrl: 'redis://127.0.0.1:6379' });
     expect(answers.stats().store).toBe('redis');

@@ -85,6 +85,32 @@ class DefaultParameterProvider {
   }
 }
 
+@Injectable()
+class CancellableProvider {
+  readonly received: unknown[] = [];
+
+  /** Waits for its signal, as real I/O does, and fails with the abort reason. */
+  @UseCircuitBreaker()
+  async call(input: string, signal?: AbortSignal): Promise<string> {
+    this.received.push(signal);
+    return new Promise<string>((_resolve, reject) => {
+      signal?.addEventListener('abort', () => reject(new UpstreamDown(`${input}: ${String(signal.reason)}`)), { once: true });
+    });
+  }
+}
+
+/** Decorated by hand, as plain JavaScript would: no `design:paramtypes` metadata is emitted for it. */
+class HandDecoratedProvider {
+  readonly received: Array<{ input: unknown; signal: unknown }> = [];
+
+  async call(input: string, signal?: AbortSignal): Promise<string> {
+    this.received.push({ input, signal });
+    return `answer to ${input}`;
+  }
+}
+UseCircuitBreaker()(HandDecoratedProvider.prototype, 'call', Object.getOwnPropertyDescriptor(HandDecoratedProvider.prototype, 'call')!);
+Injectable()(HandDecoratedProvider);
+
 const CONFIG = { enabled: true, name: 'huggingface', failureThreshold: 2, timeoutMs: 1_000, resetTimeoutMs: 10_000 };
 
 describe('CircuitBreakerExplorer with @UseCircuitBreaker()', () => {
@@ -185,6 +211,29 @@ describe('CircuitBreakerExplorer with @UseCircuitBreaker()', () => {
       const provider = (await start([DefaultParameterProvider])).get(DefaultParameterProvider);
       await expect(provider.ask('what is half-open?')).resolves.toBe('what is half-open? (3)');
       expect(provider.received[0]?.question).toBe('what is half-open?');
+      expect(provider.received[0]?.signal).toBeInstanceOf(AbortSignal);
+    });
+
+    it('aborts the call when the caller’s own signal aborts, without counting it against the circuit', async () => {
+      const ref = await start([CancellableProvider]);
+      const provider = ref.get(CancellableProvider);
+      for (let i = 0; i < 3; i++) {
+        const caller = new AbortController();
+        const call = provider.call(`q${i}`, caller.signal);
+        caller.abort('client went away');
+        await expect(call).rejects.toThrow(new UpstreamDown(`q${i}: client went away`));
+      }
+      expect(provider.received).toHaveLength(3);
+      const breaker = ref.get(CircuitBreakerRegistry).get('huggingface');
+      expect(breaker.state).toBe('closed');
+      expect(breaker.snapshot().failures).toBe(0);
+    });
+
+    it('gets the signal as its last parameter when no design metadata was emitted, from the declared parameter count', async () => {
+      const provider = (await start([HandDecoratedProvider])).get(HandDecoratedProvider);
+      expect(Reflect.getMetadata('design:paramtypes', HandDecoratedProvider.prototype, 'call')).toBeUndefined();
+      await expect(provider.call('hello')).resolves.toBe('answer to hello');
+      expect(provider.received[0]?.input).toBe('hello');
       expect(provider.received[0]?.signal).toBeInstanceOf(AbortSignal);
     });
   });

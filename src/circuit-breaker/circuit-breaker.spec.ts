@@ -344,6 +344,19 @@ describe('CircuitBreaker', () => {
       const outcome = await track(breaker.fire(() => Promise.reject(undefined))).settled;
       expect(outcome).toStrictEqual({ status: 'rejected', reason: undefined });
     });
+
+    it('rejects with what a task throws before returning a promise, counted as a failure and never as a time-out', async () => {
+      const breaker = breakerWith();
+      const thrown = new UpstreamDown('client not initialised');
+      const error = await rejectionOf(
+        breaker.fire((): Promise<string> => {
+          throw thrown;
+        }),
+      );
+      await jest.advanceTimersByTimeAsync(OPTIONS.timeoutMs * 2);
+      expect(error).toBe(thrown);
+      expect(breaker.snapshot()).toMatchObject({ failures: 1, stats: { failures: 1, timeouts: 0 } });
+    });
   });
 
   describe('errors that are not the upstream’s fault (isFailure → false)', () => {
@@ -375,6 +388,18 @@ describe('CircuitBreaker', () => {
       await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
       expect(breaker.snapshot().failures).toBe(4);
       await failTimes(breaker, 1);
+      expect(breaker.state).toBe('open');
+    });
+
+    it('counts the error as a failure when isFailure itself throws, and still gives the caller the task’s error', async () => {
+      const breaker = breakerWith();
+      const brokenClassifier = (): boolean => {
+        throw new TypeError('cannot read properties of undefined');
+      };
+      const badRequest = new BadRequest('400');
+      for (let i = 0; i < OPTIONS.failureThreshold; i++) {
+        expect(await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { isFailure: brokenClassifier }))).toBe(badRequest);
+      }
       expect(breaker.state).toBe('open');
     });
 

@@ -1,5 +1,10 @@
-import { describe, expect, it } from '@jest/globals';
-import { InvalidEnvironmentError, validateEnvironment } from './environment.js';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEnv } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { envFilePath, InvalidEnvironmentError, loadEnvironment, validateEnvironment } from './environment.js';
 
 function rejectionOf(raw: Record<string, string>): InvalidEnvironmentError {
   try {
@@ -89,5 +94,74 @@ describe('validateEnvironment', () => {
     // A token cannot be invalid as a string, so force the failure on a later variable and check nothing leaks.
     const error = rejectionOf({ HF_TOKEN: 'hf_secret_value', PORT: 'x' });
     expect(error.message).not.toContain('hf_secret_value');
+  });
+});
+
+describe('loadEnvironment and its .env.<NODE_ENV> file', () => {
+  // Variables these tests set, through the file or directly; each test starts without them and leaves none behind.
+  const TOUCHED = ['NODE_ENV', 'PORT', 'HF_MODEL', 'CIRCUIT_BREAKER_FAIL_THRESHOLD'] as const;
+  const saved = new Map<string, string | undefined>();
+  const startDir = process.cwd();
+  let dir: string;
+  let loadEnvFile: jest.Spied<typeof process.loadEnvFile>;
+
+  beforeEach(async () => {
+    for (const name of TOUCHED) {
+      saved.set(name, process.env[name]);
+      delete process.env[name];
+    }
+    dir = await mkdtemp(join(tmpdir(), 'environment-'));
+    process.chdir(dir);
+    // Node's own loader writes the real process environment, which jest hides behind a copy per test file (and the
+    // variables would leak into later suites): here the file's variables go into the copy, set ones kept, as Node does.
+    loadEnvFile = jest.spyOn(process, 'loadEnvFile').mockImplementation((path = '.env') => {
+      for (const [name, value] of Object.entries(parseEnv(readFileSync(path, 'utf8')))) process.env[name] ??= value;
+    });
+  });
+
+  afterEach(async () => {
+    loadEnvFile.mockRestore();
+    process.chdir(startDir);
+    for (const [name, value] of saved) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('names the file after NODE_ENV, and .env.development when NODE_ENV is unset', () => {
+    expect(envFilePath()).toBe('.env.development');
+    process.env['NODE_ENV'] = 'production';
+    expect(envFilePath()).toBe('.env.production');
+  });
+
+  it('loads the file for NODE_ENV from the working directory before validating', async () => {
+    process.env['NODE_ENV'] = 'test';
+    await writeFile(join(dir, '.env.test'), 'PORT=8081\nHF_MODEL=org/from-the-file\n');
+    await writeFile(join(dir, '.env.development'), 'PORT=1111\n');
+
+    const env = loadEnvironment();
+
+    expect(loadEnvFile.mock.calls).toEqual([['.env.test']]);
+    expect(env).toMatchObject({ NODE_ENV: 'test', PORT: 8081, HF_MODEL: 'org/from-the-file' });
+  });
+
+  it('validates the environment alone, loading no file, when there is none for NODE_ENV', () => {
+    process.env['NODE_ENV'] = 'test';
+    process.env['PORT'] = '9090';
+
+    const env = loadEnvironment();
+
+    expect(loadEnvFile).not.toHaveBeenCalled();
+    expect(env.PORT).toBe(9090);
+    expect(env.HF_MODEL).toBe('meta-llama/Llama-3.1-8B-Instruct');
+  });
+
+  it('stops start-up naming a variable the file sets to a bad value', async () => {
+    await writeFile(join(dir, '.env.development'), 'CIRCUIT_BREAKER_FAIL_THRESHOLD=0\n');
+
+    expect(() => loadEnvironment()).toThrow(
+      new InvalidEnvironmentError('CIRCUIT_BREAKER_FAIL_THRESHOLD', 'must not be less than 1 (got "0")'),
+    );
   });
 });

@@ -1,4 +1,7 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
 import { FakeHfUpstream, type Fault } from '../../test/support/fake-hf-upstream.js';
 import { isModelOutage, ModelCallFailedError, ModelRequestRejectedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
 import { HfTextGenService } from './hf-textgen.service.js';
@@ -133,5 +136,80 @@ describe('HfTextGenService against a real HTTP upstream', () => {
     await expect(unconfigured.generate(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
     expect(upstream.calls).toBe(0);
     expect(isModelOutage(new ModelUnconfiguredError())).toBe(false);
+  });
+});
+
+describe('HfTextGenService against an endpoint whose completions name no model', () => {
+  let server: Server;
+  let endpointUrl: string;
+  let servedModel: string | undefined;
+
+  beforeAll(async () => {
+    // Some OpenAI-compatible servers leave `model` out of a completion; the client accepts it without one.
+    server = createServer((_req, res) => {
+      const completion = {
+        id: 'cmpl-1',
+        object: 'chat.completion',
+        created: 1_700_000_000,
+        ...(servedModel === undefined ? {} : { model: servedModel }),
+        choices: [{ index: 0, message: { role: 'assistant', content: 'One trial call goes through.' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 12, completion_tokens: 6, total_tokens: 18 },
+      };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(completion));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpointUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const serviceFor = (url: string) =>
+    new HfTextGenService({ token: undefined, model: 'org/configured', endpointUrl: url, maxNewTokens: 8, temperature: 0 });
+
+  it('reports the configured model when the completion names none', async () => {
+    servedModel = undefined;
+    await expect(serviceFor(endpointUrl).generate(PROMPT)).resolves.toEqual({
+      text: 'One trial call goes through.',
+      model: 'org/configured',
+    });
+  });
+
+  it('reports the model the endpoint says it served when it names one', async () => {
+    servedModel = 'org/served-instead';
+    await expect(serviceFor(endpointUrl).generate(PROMPT)).resolves.toMatchObject({ model: 'org/served-instead' });
+  });
+});
+
+describe('HfTextGenService at start-up', () => {
+  let log: jest.Spied<Logger['log']>;
+  let warn: jest.Spied<Logger['warn']>;
+
+  beforeEach(() => {
+    log = jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+    warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  });
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  const config = { model: 'org/instruct-model', maxNewTokens: 8, temperature: 0 };
+
+  it('says it generates through the HF Inference Providers router when only a token is set, never logging the token', () => {
+    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: undefined }).onModuleInit();
+    expect(log.mock.calls).toEqual([['Generating with org/instruct-model through the HF Inference Providers router']]);
+    expect(warn).not.toHaveBeenCalled();
+  });
+
+  it('names only the origin of a configured endpoint, not its path or query', () => {
+    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: 'http://127.0.0.1:8080/v1/private?key=abc' }).onModuleInit();
+    expect(log.mock.calls).toEqual([['Generating with org/instruct-model through endpoint http://127.0.0.1:8080']]);
+  });
+
+  it('warns that every answer is degraded when neither a token nor an endpoint is set', () => {
+    new HfTextGenService({ ...config, token: undefined, endpointUrl: undefined }).onModuleInit();
+    expect(warn.mock.calls).toEqual([['Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded']]);
+    expect(log).not.toHaveBeenCalled();
   });
 });

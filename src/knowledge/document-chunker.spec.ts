@@ -117,6 +117,20 @@ describe('chunkDocument', () => {
     expect(chunks).toEqual([{ documentId: 'guide', title: "Operator's guide › Check the breaker", text: `${code}\n\nRead the state.` }]);
   });
 
+  it('runs a code fence left open to the end of the document, reading no headings in it, and closes it in the excerpt', () => {
+    const chunks = chunkDocument(
+      markdown(['## Restart it', 'Run:', '~~~sh', 'systemctl restart assistant', '# still the script'].join('\n')),
+    );
+
+    expect(chunks).toEqual([
+      {
+        documentId: 'guide',
+        title: "Operator's guide › Restart it",
+        text: 'Run:\n\n~~~sh\nsystemctl restart assistant\n# still the script\n~~~',
+      },
+    ]);
+  });
+
   it('splits a code block longer than the maximum between lines and fences every piece', () => {
     const lines = Array.from({ length: 40 }, (_, i) => `echo "line ${i} of a long script"`);
     const chunks = chunkDocument(markdown(['```sh', ...lines, '```'].join('\n')));

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { describe, expect, it } from '@jest/globals';
+import { stripVTControlCharacters } from 'node:util';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { pino } from 'pino';
-import { httpLoggerOptions, requestLogLevel } from './http-logger.options.js';
+import { httpLoggerOptions, logDestination, requestLogLevel } from './http-logger.options.js';
 
 const request = (url: string) => ({ url }) as IncomingMessage;
 const response = (statusCode: number) => ({ statusCode }) as ServerResponse;
@@ -54,5 +55,34 @@ describe('httpLoggerOptions redaction', () => {
       config: { token: '[redacted]', hfToken: '[redacted]', model: 'm' },
       env: { HF_TOKEN: '[redacted]' },
     });
+  });
+});
+
+describe('logDestination', () => {
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  it('hands JSON lines to process.stdout unchanged outside development', () => {
+    expect(logDestination({ level: 'info', pretty: false })).toBe(process.stdout);
+  });
+
+  it('writes each line to process.stdout as one readable line, in development', () => {
+    const written: string[] = [];
+    jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    const line = JSON.stringify({ level: 40, time: Date.now(), pid: 4242, hostname: 'box-7', reqId: 'req-1', msg: 'Redis unavailable' });
+
+    logDestination({ level: 'info', pretty: true }).write(`${line}\n`);
+
+    expect(written).toHaveLength(1);
+    const text = stripVTControlCharacters(written[0] ?? '');
+    expect(text).toMatch(/^\[\d{2}:\d{2}:\d{2}\.\d{3}\] WARN: Redis unavailable/);
+    expect(text).toContain('"reqId":"req-1"');
+    expect(text).not.toContain('4242');
+    expect(text).not.toContain('box-7');
+    expect(text.trimEnd().split('\n')).toHaveLength(1);
   });
 });
