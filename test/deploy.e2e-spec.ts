@@ -741,7 +741,9 @@ describe('deployment artefacts', () => {
       expect(major).toBe('24');
       expect(stages.length).toBeGreaterThanOrEqual(2);
       for (const stage of stages)
-        expect(stage[0]?.args).toMatch(new RegExp(`^(--platform=\\S+\\s+)?node:${major}(\\.\\d+){0,2}-slim(@sha256:[0-9a-f]+)?(\\s+AS\\s+\\S+)?$`, 'i'));
+        expect(stage[0]?.args).toMatch(
+          new RegExp(`^(--platform=\\S+\\s+)?node:${major}(\\.\\d+){0,2}-slim(@sha256:[0-9a-f]+)?(\\s+AS\\s+\\S+)?$`, 'i'),
+        );
     });
 
     it('builds with the Nest CLI from nest-cli.json, as `npm run build` does', () => {
@@ -750,7 +752,8 @@ describe('deployment artefacts', () => {
         .filter((instruction) => instruction.keyword === 'COPY')
         .flatMap((instruction) => instruction.args.split(/\s+/));
       expect(copied).toEqual(expect.arrayContaining(['nest-cli.json', 'tsconfig.json', 'tsconfig.build.json']));
-      expect(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts.build).toBe('nest build');
+      const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+      expect(scripts['build']).toBe('nest build');
     });
 
     it('compiles with the full install in the build stage and installs only production dependencies in the runtime stage', () => {
