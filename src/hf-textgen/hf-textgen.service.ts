@@ -1,14 +1,10 @@
 import { InferenceClient } from '@huggingface/inference';
-import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { Agent, fetch as undiciFetch } from 'undici';
 import { UseCircuitBreaker } from '../circuit-breaker/circuit-breaker.decorator.js';
 import { hfTextGenConfig } from '../config/hf-textgen.config.js';
 import { isModelOutage, ModelCallFailedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
 import { classifyUpstreamError } from './upstream-error.classifier.js';
-
-type UndiciInput = Parameters<typeof undiciFetch>[0];
-type UndiciInit = Parameters<typeof undiciFetch>[1];
 
 export interface ChatPrompt {
   system: string;
@@ -22,11 +18,9 @@ export interface Generation {
 
 /** Asks the configured model for a chat completion; behind the generation circuit breaker. */
 @Injectable()
-export class HfTextGenService implements OnModuleInit, OnApplicationShutdown {
+export class HfTextGenService implements OnModuleInit {
   private readonly logger = new Logger(HfTextGenService.name);
   private readonly client: InferenceClient;
-  /** One keep-alive connection pool for the model's origin, ours alone: the global fetch's is shared and slower per call. */
-  private readonly dispatcher = new Agent();
 
   constructor(@Inject(hfTextGenConfig.KEY) private readonly config: ConfigType<typeof hfTextGenConfig>) {
     this.client = new InferenceClient(config.token, config.endpointUrl ? { endpointUrl: config.endpointUrl } : {});
@@ -51,19 +45,13 @@ export class HfTextGenService implements OnModuleInit, OnApplicationShutdown {
     this.logger.log(`Generating with ${this.config.model} through ${target}`);
   }
 
-  /** The breaker has ended every call by now; close the pooled sockets so the process can exit. */
-  async onApplicationShutdown(): Promise<void> {
-    await this.dispatcher.destroy();
-  }
-
   @UseCircuitBreaker({ isFailure: isModelOutage })
   async generate(prompt: ChatPrompt, signal?: AbortSignal): Promise<Generation> {
     if (!this.configured) throw new ModelUnconfiguredError();
     let responseHeaders: Headers | undefined;
     // The client's errors keep the status but drop the headers; keep them for Retry-After.
-    // undici's fetch is the global one's implementation; only its type declarations are separate from lib.dom's.
     const fetchKeepingHeaders: typeof fetch = async (input, init) => {
-      const response = await undiciFetch(input as UndiciInput, { ...(init as UndiciInit), dispatcher: this.dispatcher });
+      const response = await fetch(input, init);
       responseHeaders = response.headers;
       return response;
     };

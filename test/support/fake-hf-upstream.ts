@@ -92,6 +92,8 @@ const OK: Fault = { kind: 'ok' };
 
 export class FakeHfUpstream {
   calls = 0;
+  /** TCP connections accepted since start: with keep-alive, far fewer than calls. */
+  connections = 0;
   /** Requests whose response has not finished and whose connection is still up (a hung call stays here). */
   inFlight = 0;
   lastRequest: RecordedRequest | undefined;
@@ -200,6 +202,7 @@ export class FakeHfUpstream {
   }
 
   private track(socket: Socket): void {
+    this.connections += 1;
     this.sockets.add(socket);
     socket.once('close', () => {
       this.sockets.delete(socket);
