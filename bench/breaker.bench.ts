@@ -84,8 +84,11 @@ export async function runBreakerBench(): Promise<BreakerBenchResult> {
   }
   const perCallNs = Object.fromEntries([...samples].map(([name, values]) => [name, median(values)]));
 
-  const breaker = app.get(CircuitBreakerRegistry).get(app.get(CircuitBreakerRegistry).defaultName);
-  (breaker as unknown as { breaker: Opossum }).breaker.open();
+  const registry = app.get(CircuitBreakerRegistry);
+  const breaker = registry.get(registry.defaultName);
+  const threshold = breaker.snapshot().failureThreshold;
+  for (let i = 0; i < threshold; i++) await breaker.fire(() => Promise.reject(new Error('down'))).catch(() => undefined);
+  if (breaker.state !== 'open') throw new Error('the circuit did not open');
   const rejectUs: number[] = [];
   for (let i = 0; i < FAIL_FAST_SAMPLES; i++) {
     const start = process.hrtime.bigint();
