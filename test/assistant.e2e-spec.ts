@@ -209,7 +209,7 @@ describe('POST /assistant/query when the model fails with the circuit still clos
     await h.upstream.waitForInFlight(0);
   });
 
-  it("passes on a 429's Retry-After while the circuit is still closed", async () => {
+  it('opens the circuit at once for a 429 with Retry-After, for that long, and answers rate_limited', async () => {
     h.upstream.setFault({ kind: 'rateLimited429', retryAfterSeconds: 7 });
 
     const { status, body } = await ask(h.url, { query: KNOWN[0] });
@@ -218,10 +218,22 @@ describe('POST /assistant/query when the model fails with the circuit still clos
     expect(body).toMatchObject({
       source: 'excerpts',
       degraded: true,
-      fallbackReason: 'upstream_error',
+      fallbackReason: 'rate_limited',
       retryAfterSeconds: 7,
-      circuit: { state: 'closed' },
+      circuit: { state: 'open' },
     });
+    h.upstream.setFault({ kind: 'ok' });
+    expect((await ask(h.url, { query: KNOWN[1] })).body).toMatchObject({ fallbackReason: 'circuit_open', retryAfterSeconds: 7 });
+    expect(h.upstream.calls).toBe(1);
+  });
+
+  it.each<[string, Fault]>([
+    ["a 503 with the Hub's RateLimit header", { kind: 'loading503', estimatedTimeSeconds: 4 }],
+    ["a 429 with the Hub's RateLimit header", { kind: 'rateLimited429', ratelimitSeconds: 4 }],
+  ])('opens the circuit at once for %s, and answers rate_limited', async (_case, fault) => {
+    h.upstream.setFault(fault);
+    const { body } = await ask(h.url, { query: KNOWN[0] });
+    expect(body).toMatchObject({ fallbackReason: 'rate_limited', retryAfterSeconds: 4, circuit: { state: 'open' } });
   });
 
   it('never opens the circuit for 400 or 422 rejections of a particular request, however many in a row', async () => {
@@ -247,15 +259,30 @@ describe('POST /assistant/query when the model fails with the circuit still clos
     expect((await getHealth(h.url, '/circuit-breaker')).status).toBe(200);
   });
 
+  it.each<[string, Fault]>([
+    ['a 401 (bad token)', { kind: 'unauthorized' }],
+    ['a 402 (credits exhausted)', { kind: 'paymentRequired' }],
+    ['a 403 (no permission)', { kind: 'forbidden' }],
+    ['an unknown model (400 model_not_supported)', { kind: 'unknownModel' }],
+    ["TGI's 422 template error (a model without a chat template)", { kind: 'templateError' }],
+    ['a 422 saying HF_MAX_NEW_TOKENS is above the model’s limit', { kind: 'tokenLimit' }],
+  ])('opens the circuit at once, without waiting for the threshold, on %s, and the health entry says why', async (_case, fault) => {
+    h.upstream.setFault(fault);
+
+    const { status, body } = await ask(h.url, { query: KNOWN[0] });
+
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_error', circuit: { state: 'open' } });
+    const health = await getHealth(h.url, '/circuit-breaker');
+    expect(health.status).toBe(503);
+    expect(health.body.details['huggingface']).toMatchObject({ state: 'open', failures: 1, lastFailure: { kind: 'http' } });
+    expect(h.upstream.calls).toBe(1);
+  });
+
   it.each<[string, Fault[]]>([
-    [
-      'a 401, a 402 and an unknown model (400 model_not_supported)',
-      [{ kind: 'unauthorized' }, { kind: 'paymentRequired' }, { kind: 'unknownModel' }],
-    ],
-    ['a 403, a 408 and a 503 while the model loads', [{ kind: 'forbidden' }, { kind: 'requestTimeout' }, { kind: 'loading503' }]],
+    ['a 408, a 500 and a 429 with no wait hint', [{ kind: 'requestTimeout' }, { kind: 'error500' }, { kind: 'rateLimited429' }]],
     ['a reset connection, a body that is not JSON and a body cut short', [{ kind: 'reset' }, { kind: 'malformed' }, { kind: 'truncated' }]],
-    ['three 429s', [{ kind: 'rateLimited429' }, { kind: 'rateLimited429' }, { kind: 'rateLimited429' }]],
-  ])('counts %s as failures that open the circuit', async (_case, faults) => {
+  ])('counts %s as failures that open the circuit at the threshold', async (_case, faults) => {
     h.upstream.setFault({ kind: 'sequence', faults });
 
     const states: string[] = [];
@@ -542,9 +569,9 @@ describe('the HF token', () => {
     // one call each (THRESHOLD in all): a degraded answer, a 503, and the failure that opens the circuit
     const callsBefore = upstream.calls;
     const errorPaths: Array<[Fault, string]> = [
-      [{ kind: 'unauthorized' }, KNOWN[2]],
       [{ kind: 'reset' }, NONSENSE[0]],
       [{ kind: 'malformed' }, KNOWN[3]],
+      [{ kind: 'unauthorized' }, KNOWN[2]],
     ];
     for (const [fault, query] of errorPaths) {
       upstream.setFault(fault);

@@ -140,7 +140,7 @@ describe('GET /docs/json', () => {
     expect(properties['source']?.enum).toEqual(['llm', 'cache', 'excerpts']);
     expect(properties['fallbackReason']).toMatchObject({
       nullable: true,
-      enum: ['circuit_open', 'upstream_error', 'timeout', 'upstream_unconfigured', null],
+      enum: ['circuit_open', 'upstream_error', 'timeout', 'rate_limited', 'overloaded', 'upstream_unconfigured', null],
     });
     expect(properties['degraded']?.type).toBe('boolean');
     expect(properties['cachedAt']).toMatchObject({ type: 'string', format: 'date-time' });

@@ -4,6 +4,7 @@ import { AnswerMetricsInterceptor } from '../metrics/answer-metrics.interceptor.
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import { ApiAnswerResponses } from './assistant.openapi.js';
 import { AssistantService } from './assistant.service.js';
+import { ClientSignal } from './client-signal.decorator.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
 import { QueryDto } from './query.dto.js';
 
@@ -16,7 +17,7 @@ export class AssistantController {
   @HttpCode(HttpStatus.OK)
   @UseInterceptors(AnswerMetricsInterceptor)
   @ApiAnswerResponses()
-  query(@Body(MaxQueryLengthPipe) body: QueryDto): Promise<AssistantAnswerDto> {
-    return this.assistant.answer(body);
+  query(@Body(MaxQueryLengthPipe) body: QueryDto, @ClientSignal() clientGone: AbortSignal): Promise<AssistantAnswerDto> {
+    return this.assistant.answer(body, clientGone);
   }
 }

@@ -1,6 +1,13 @@
 import type { CircuitState } from '../circuit-breaker/circuit-breaker.js';
 
-export const FALLBACK_REASONS = ['circuit_open', 'upstream_error', 'timeout', 'upstream_unconfigured'] as const;
+export const FALLBACK_REASONS = [
+  'circuit_open',
+  'upstream_error',
+  'timeout',
+  'rate_limited',
+  'overloaded',
+  'upstream_unconfigured',
+] as const;
 export type FallbackReason = (typeof FALLBACK_REASONS)[number];
 
 export interface CircuitStatus {

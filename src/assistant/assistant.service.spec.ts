@@ -144,7 +144,11 @@ describe('AssistantService.answer', () => {
   it("passes on a 429's Retry-After while the circuit is still closed", async () => {
     await start();
     upstream.setFault({ kind: 'rateLimited429', retryAfterSeconds: 9 });
-    expect(await assistant.answer({ query: KNOWN })).toMatchObject({ fallbackReason: 'upstream_error', retryAfterSeconds: 9 });
+    expect(await assistant.answer({ query: KNOWN })).toMatchObject({
+      fallbackReason: 'rate_limited',
+      retryAfterSeconds: 30,
+      circuit: { state: 'open' },
+    });
   });
 
   it('throws UpstreamUnavailableError with the reason and Retry-After when nothing is left to answer from', async () => {

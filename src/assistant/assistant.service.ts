@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AnswerCache, type CachedAnswer } from '../cache/answer-cache.js';
 import type { CircuitBreaker } from '../circuit-breaker/circuit-breaker.js';
-import { CallTimeoutError, CircuitOpenError } from '../circuit-breaker/circuit-breaker.errors.js';
+import { BulkheadFullError, CallTimeoutError, CircuitOpenError } from '../circuit-breaker/circuit-breaker.errors.js';
 import { CircuitBreakerRegistry } from '../circuit-breaker/circuit-breaker.registry.js';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { ModelCallFailedError, ModelUnconfiguredError } from '../hf-textgen/hf-textgen.errors.js';
@@ -42,7 +42,8 @@ export class AssistantService {
     this.breaker = breakers.get(breakers.defaultName);
   }
 
-  async answer({ query, topK = DEFAULT_TOP_K }: AssistantQuery): Promise<AssistantAnswer> {
+  /** `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). */
+  async answer({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
     const key = this.cache.keyFor({ query, topK, ...this.model.generationParameters });
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) return this.fromCache(cached);
@@ -50,7 +51,7 @@ export class AssistantService {
     const excerpts = this.knowledge.search(query, topK);
     let outage: Outage;
     try {
-      const generation = await this.model.generate(buildPrompt(query, excerpts));
+      const generation = await this.model.generate(buildPrompt(query, excerpts), signal);
       await this.cache.store(key, { answer: generation.text, excerpts });
       return this.fromModel(generation.text, excerpts);
     } catch (error) {
@@ -93,18 +94,23 @@ export class AssistantService {
     };
   }
 
-  /** Why the model gave no answer, and when asking again could reach it. */
+  /** Why the model gave no answer, and when asking again could reach it (never later than the longest open period). */
   private describeOutage(error: unknown): Outage {
     if (error instanceof CircuitOpenError) return { reason: 'circuit_open', retryAfterSeconds: error.retryAfterSeconds };
+    if (error instanceof BulkheadFullError) return { reason: 'overloaded', retryAfterSeconds: error.retryAfterSeconds };
     if (error instanceof ModelUnconfiguredError) {
       // Nothing will change until someone configures a model; suggest the breaker's own retry cadence.
-      return { reason: 'upstream_unconfigured', retryAfterSeconds: Math.max(1, Math.ceil(this.breakerConfig.resetTimeoutMs / 1000)) };
+      return {
+        reason: 'upstream_unconfigured',
+        retryAfterSeconds: this.breaker.retryAfterSeconds(this.breakerConfig.resetTimeoutMs / 1000),
+      };
     }
     const timedOut = error instanceof CallTimeoutError || (error instanceof ModelCallFailedError && error.kind === 'timeout');
+    const rateLimited = error instanceof ModelCallFailedError && error.isRateLimited;
     const upstreamHint = error instanceof ModelCallFailedError ? error.retryAfterSeconds : undefined;
     // This failure may just have opened the circuit: then the trial time is the honest answer.
-    const retryAfterSeconds = this.breaker.state === 'open' ? this.breaker.retryAfterSeconds() : (upstreamHint ?? 1);
-    return { reason: timedOut ? 'timeout' : 'upstream_error', retryAfterSeconds };
+    const retryAfterSeconds = this.breaker.retryAfterSeconds(upstreamHint);
+    return { reason: timedOut ? 'timeout' : rateLimited ? 'rate_limited' : 'upstream_error', retryAfterSeconds };
   }
 
   private circuitStatus(): CircuitStatus {

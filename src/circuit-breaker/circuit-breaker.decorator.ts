@@ -1,11 +1,12 @@
 import { SetMetadata } from '@nestjs/common';
 import { CIRCUIT_BREAKER_METADATA } from './circuit-breaker.constants.js';
+import type { FailureVerdict } from './circuit-breaker.js';
 
 export interface UseCircuitBreakerOptions {
   /** Registered breaker name; the configured one (`CIRCUIT_BREAKER_NAME`) when omitted. */
   name?: string;
-  /** Which errors count against the upstream; every error does when omitted. */
-  isFailure?: (error: unknown) => boolean;
+  /** What each error says about the upstream (see FailureVerdict); every error is a failure when omitted. */
+  classify?: (error: unknown) => FailureVerdict;
 }
 
 /**

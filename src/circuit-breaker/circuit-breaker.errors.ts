@@ -28,3 +28,29 @@ export class CallTimeoutError extends Error {
     this.name = 'CallTimeoutError';
   }
 }
+
+/** The breaker refused the call because its bulkhead is full: too many calls in flight. Not the upstream's fault. */
+export class BulkheadFullError extends Error {
+  readonly code = 'EBULKHEAD';
+  /** A slot frees as soon as any call in flight ends. */
+  readonly retryAfterSeconds = 1;
+
+  constructor(
+    readonly breaker: string,
+    readonly capacity: number,
+  ) {
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(`Circuit "${breaker}" has ${capacity} calls in flight already`);
+    Error.stackTraceLimit = stackTraceLimit;
+    this.name = 'BulkheadFullError';
+  }
+}
+
+/** The application is shutting down: a call still in flight is ended with this, and it counts neither way. */
+export class BreakerShutdownError extends Error {
+  constructor(readonly breaker: string) {
+    super(`Circuit "${breaker}" shut down`);
+    this.name = 'BreakerShutdownError';
+  }
+}

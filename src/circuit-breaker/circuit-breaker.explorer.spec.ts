@@ -27,7 +27,7 @@ class TestProvider {
   readonly received: Received[] = [];
   readonly plainCalls: string[] = [];
 
-  @UseCircuitBreaker({ isFailure: (error) => !(error instanceof BadRequest) })
+  @UseCircuitBreaker({ classify: (error) => (error instanceof BadRequest ? { counts: false } : { counts: true }) })
   @SetMetadata('x', 1)
   async call(input: string, signal?: AbortSignal): Promise<string> {
     this.received.push({ input, signal });
@@ -111,7 +111,16 @@ class HandDecoratedProvider {
 UseCircuitBreaker()(HandDecoratedProvider.prototype, 'call', Object.getOwnPropertyDescriptor(HandDecoratedProvider.prototype, 'call')!);
 Injectable()(HandDecoratedProvider);
 
-const CONFIG = { enabled: true, name: 'huggingface', failureThreshold: 2, timeoutMs: 1_000, resetTimeoutMs: 10_000 };
+const CONFIG = {
+  enabled: true,
+  name: 'huggingface',
+  failureThreshold: 2,
+  timeoutMs: 1_000,
+  resetTimeoutMs: 10_000,
+  maxOpenMs: 300_000,
+  resetBackoff: 1,
+  maxConcurrent: 100,
+};
 
 describe('CircuitBreakerExplorer with @UseCircuitBreaker()', () => {
   let moduleRef: TestingModule | undefined;
@@ -187,7 +196,7 @@ describe('CircuitBreakerExplorer with @UseCircuitBreaker()', () => {
       expect(ref.get(CircuitBreakerRegistry).get('huggingface').state).toBe('open');
     });
 
-    it('passes request-specific errors (isFailure → false) through unchanged, without opening the circuit', async () => {
+    it('passes request-specific errors (classified as not counting) through unchanged, without opening the circuit', async () => {
       const ref = await start([TestProvider]);
       const provider = ref.get(TestProvider);
       provider.outcome = 'bad_request';

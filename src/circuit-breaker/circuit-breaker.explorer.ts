@@ -57,7 +57,7 @@ export class CircuitBreakerExplorer implements OnModuleInit {
           callArgs[signalIndex] = signal;
           return original.apply(instance, callArgs);
         },
-        { isFailure: options.isFailure, signal: callerSignal instanceof AbortSignal ? callerSignal : undefined },
+        { classify: options.classify, signal: callerSignal instanceof AbortSignal ? callerSignal : undefined },
       );
     };
     // Keep the original's name and metadata so other decorators on the method still find theirs.

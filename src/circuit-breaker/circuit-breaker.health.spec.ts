@@ -7,7 +7,16 @@ import { CircuitBreakerModule } from './circuit-breaker.module.js';
 import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 
-const CONFIG = { enabled: true, name: 'huggingface', failureThreshold: 2, timeoutMs: 1_000, resetTimeoutMs: 10_000 };
+const CONFIG = {
+  enabled: true,
+  name: 'huggingface',
+  failureThreshold: 2,
+  timeoutMs: 1_000,
+  resetTimeoutMs: 10_000,
+  maxOpenMs: 300_000,
+  resetBackoff: 1,
+  maxConcurrent: 100,
+};
 const START = new Date('2030-01-01T00:00:00.000Z');
 
 const fail = () => Promise.reject(new Error('upstream down'));
@@ -54,7 +63,10 @@ describe('CircuitBreakerHealthIndicator', () => {
         enabled: true,
         failures: 1,
         failureThreshold: 2,
-        stats: { successes: 1, failures: 1, timeouts: 0, rejects: 0, fallbacks: 0 },
+        lastFailure: { kind: 'error', at: '2030-01-01T00:00:00.000Z' },
+        inFlight: 0,
+        maxConcurrent: 100,
+        stats: { successes: 1, failures: 1, timeouts: 0, rejects: 0, overloaded: 0, fallbacks: 0 },
       },
     });
   });
@@ -73,7 +85,10 @@ describe('CircuitBreakerHealthIndicator', () => {
         failureThreshold: 2,
         openedAt: '2030-01-01T00:00:02.000Z',
         nextAttemptAt: '2030-01-01T00:00:12.000Z',
-        stats: { successes: 0, failures: 2, timeouts: 0, rejects: 1, fallbacks: 1 },
+        lastFailure: { kind: 'error', at: '2030-01-01T00:00:02.000Z' },
+        inFlight: 0,
+        maxConcurrent: 100,
+        stats: { successes: 0, failures: 2, timeouts: 0, rejects: 1, overloaded: 0, fallbacks: 1 },
       },
     });
   });

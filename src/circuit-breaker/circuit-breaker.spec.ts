@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { CircuitBreaker, type CircuitBreakerEvent, type CircuitBreakerOptions } from './circuit-breaker.js';
-import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+import { CircuitBreaker, type CircuitBreakerEvent, type CircuitBreakerOptions, type FailureVerdict } from './circuit-breaker.js';
+import { BulkheadFullError, CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
 
 // Every time rule runs on Jest's fake clock; tasks are small async functions whose outcome the test controls.
 
@@ -45,10 +45,18 @@ class BadRequest extends Error {}
 const upstreamDown = () => Promise.reject(new UpstreamDown('503'));
 const ok = () => Promise.resolve('ok');
 const never = () => new Promise<never>(() => undefined);
-const isOutage = (error: unknown) => !(error instanceof BadRequest);
+const isOutage = (error: unknown): FailureVerdict => (error instanceof BadRequest ? { counts: false } : { counts: true });
 
 const START = new Date('2030-01-01T00:00:00.000Z');
-const OPTIONS: CircuitBreakerOptions = { enabled: true, failureThreshold: 5, timeoutMs: 1_000, resetTimeoutMs: 30_000 };
+const OPTIONS: CircuitBreakerOptions = {
+  enabled: true,
+  failureThreshold: 5,
+  timeoutMs: 1_000,
+  resetTimeoutMs: 30_000,
+  maxOpenMs: 300_000,
+  resetBackoff: 1,
+  maxConcurrent: 100,
+};
 
 describe('CircuitBreaker', () => {
   let breakers: CircuitBreaker[];
@@ -114,7 +122,7 @@ describe('CircuitBreaker', () => {
       expect(breaker.state).toBe('open');
     });
 
-    it('is never opened by opossum’s error percentage while failures alternate with successes', async () => {
+    it('is never opened by an error percentage while failures alternate with successes', async () => {
       const breaker = breakerWith();
       for (let i = 0; i < 50; i++) {
         await rejectionOf(breaker.fire(upstreamDown));
@@ -284,9 +292,9 @@ describe('CircuitBreaker', () => {
       expect(breaker.state).toBe('open');
     });
 
-    it('counts a time-out even when isFailure would call the error harmless', async () => {
+    it('counts a time-out even when classify would call the error harmless', async () => {
       const breaker = breakerWith();
-      const call = track(breaker.fire(never, { isFailure: () => false }));
+      const call = track(breaker.fire(never, { classify: () => ({ counts: false }) }));
       await jest.advanceTimersByTimeAsync(1_000);
       await call.settled;
       expect(breaker.snapshot().stats).toMatchObject({ failures: 1, timeouts: 1 });
@@ -359,18 +367,18 @@ describe('CircuitBreaker', () => {
     });
   });
 
-  describe('errors that are not the upstream’s fault (isFailure → false)', () => {
+  describe('errors that are not the upstream’s fault (classify → false)', () => {
     it('reaches the caller unchanged', async () => {
       const breaker = breakerWith();
       const badRequest = new BadRequest('422: prompt too long');
-      const error = await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { isFailure: isOutage }));
+      const error = await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { classify: isOutage }));
       expect(error).toBe(badRequest);
     });
 
     it('never opens the circuit, however many arrive', async () => {
       const breaker = breakerWith();
       for (let i = 0; i < 10; i++) {
-        await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+        await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { classify: isOutage }));
       }
       expect(breaker.state).toBe('closed');
       expect(breaker.snapshot().failures).toBe(0);
@@ -378,34 +386,34 @@ describe('CircuitBreaker', () => {
 
     it('is counted neither as a failure nor as a success', async () => {
       const breaker = breakerWith();
-      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { classify: isOutage }));
       expect(breaker.snapshot().stats).toMatchObject({ successes: 0, failures: 0, timeouts: 0 });
     });
 
     it('does not reset the consecutive failure count: 4 failures, 1 rejected request, 1 failure open the circuit', async () => {
       const breaker = breakerWith();
       await failTimes(breaker, 4);
-      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { isFailure: isOutage }));
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('400')), { classify: isOutage }));
       expect(breaker.snapshot().failures).toBe(4);
       await failTimes(breaker, 1);
       expect(breaker.state).toBe('open');
     });
 
-    it('counts the error as a failure when isFailure itself throws, and still gives the caller the task’s error', async () => {
+    it('counts the error as a failure when classify itself throws, and still gives the caller the task’s error', async () => {
       const breaker = breakerWith();
-      const brokenClassifier = (): boolean => {
+      const brokenClassifier = (): FailureVerdict => {
         throw new TypeError('cannot read properties of undefined');
       };
       const badRequest = new BadRequest('400');
       for (let i = 0; i < OPTIONS.failureThreshold; i++) {
-        expect(await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { isFailure: brokenClassifier }))).toBe(badRequest);
+        expect(await rejectionOf(breaker.fire(() => Promise.reject(badRequest), { classify: brokenClassifier }))).toBe(badRequest);
       }
       expect(breaker.state).toBe('open');
     });
 
-    it('still counts the errors isFailure accepts', async () => {
+    it('still counts the errors classify accepts', async () => {
       const breaker = breakerWith();
-      for (let i = 0; i < 5; i++) await rejectionOf(breaker.fire(upstreamDown, { isFailure: isOutage }));
+      for (let i = 0; i < 5; i++) await rejectionOf(breaker.fire(upstreamDown, { classify: isOutage }));
       expect(breaker.state).toBe('open');
     });
   });
@@ -463,10 +471,10 @@ describe('CircuitBreaker', () => {
       expect(breaker.retryAfterSeconds()).toBe(1);
     });
 
-    it('is still 1 when the trial is overdue but its timer has not run yet', async () => {
+    it('reads half-open, with a Retry-After of 1, as soon as the open period has passed (no timer needed)', async () => {
       const breaker = await openedBreaker();
       jest.setSystemTime(START.getTime() + 45_000);
-      expect(breaker.state).toBe('open');
+      expect(breaker.state).toBe('half_open');
       expect(breaker.retryAfterSeconds()).toBe(1);
     });
 
@@ -544,7 +552,7 @@ describe('CircuitBreaker', () => {
       breaker.recordFallback();
       await jest.advanceTimersByTimeAsync(30_000);
       await breaker.fire(ok);
-      expect(breaker.snapshot().stats).toEqual({ successes: 3, failures: 2, timeouts: 0, rejects: 1, fallbacks: 3 });
+      expect(breaker.snapshot().stats).toEqual({ successes: 3, failures: 2, timeouts: 0, rejects: 1, overloaded: 0, fallbacks: 3 });
     });
 
     it('keeps its stats when the circuit closes again', async () => {
@@ -586,6 +594,7 @@ describe('CircuitBreaker', () => {
           to: 'open',
           failures: 5,
           nextAttemptAt: '2030-01-01T00:00:30.000Z',
+          cause: { kind: 'error', status: null },
         },
         { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'open', to: 'half_open', failures: 5, nextAttemptAt: null },
         {
@@ -595,6 +604,7 @@ describe('CircuitBreaker', () => {
           to: 'open',
           failures: 6,
           nextAttemptAt: '2030-01-01T00:01:00.000Z',
+          cause: { kind: 'error', status: null },
         },
         { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'open', to: 'half_open', failures: 6, nextAttemptAt: null },
         { event: 'circuit_breaker_transition', breaker: 'upstream', from: 'half_open', to: 'closed', failures: 0, nextAttemptAt: null },
@@ -656,20 +666,20 @@ describe('CircuitBreaker', () => {
       ]);
     });
 
-    it('reports an error isFailure rejects as neutral, with its duration', async () => {
+    it('reports an error classify rejects as neutral, with its duration', async () => {
       const breaker = breakerWith();
       const events = observed(breaker);
-      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('422')), { isFailure: isOutage }));
+      await rejectionOf(breaker.fire(() => Promise.reject(new BadRequest('422')), { classify: isOutage }));
       expect(events).toEqual([{ breaker: 'upstream', type: 'neutral', durationMs: 0 }]);
     });
 
-    it('reports refusals without a duration, and half-open then close around a successful trial', async () => {
+    it('reports refusals without a duration, and half-open before a successful trial, close after it', async () => {
       const breaker = await openedBreaker();
       const events = observed(breaker);
       await rejectionOf(breaker.fire(ok));
       await jest.advanceTimersByTimeAsync(30_000);
       await breaker.fire(ok);
-      expect(events.map(({ type }) => type)).toEqual(['reject', 'half_open', 'close', 'success']);
+      expect(events.map(({ type }) => type)).toEqual(['reject', 'half_open', 'success', 'close']);
       expect(events[0]).toEqual({ breaker: 'upstream', type: 'reject' });
     });
 
@@ -720,6 +730,194 @@ describe('CircuitBreaker', () => {
       const task = jest.fn(ok);
       await rejectionOf(breaker.fire(task));
       expect(task).not.toHaveBeenCalled();
+    });
+  });
+
+  describe('outcomes of calls that started before the last state change (never change the state)', () => {
+    it('a slow success that lands during the half-open trial does not close the circuit; the trial decides', async () => {
+      const breaker = breakerWith({ timeoutMs: 60_000 });
+      const slow = deferred<string>();
+      const slowCall = track(breaker.fire(() => slow.promise));
+      await failTimes(breaker, 5);
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trial = deferred<string>();
+      const trialCall = track(breaker.fire(() => trial.promise));
+      slow.resolve('late');
+      await slowCall.settled;
+      expect(breaker.state).toBe('half_open');
+      trial.reject(new UpstreamDown('503'));
+      await trialCall.settled;
+      expect(breaker.state).toBe('open');
+    });
+
+    it('a slow failure that lands during the trial does not re-open it; the trial’s success closes it', async () => {
+      const breaker = breakerWith({ timeoutMs: 60_000 });
+      const slow = deferred<string>();
+      const slowCall = track(breaker.fire(() => slow.promise));
+      await failTimes(breaker, 5);
+      await jest.advanceTimersByTimeAsync(30_000);
+      const trial = deferred<string>();
+      const trialCall = track(breaker.fire(() => trial.promise));
+      slow.reject(new UpstreamDown('503'));
+      await slowCall.settled;
+      expect(breaker.state).toBe('half_open');
+      trial.resolve('ok');
+      await trialCall.settled;
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('a late success while open leaves the consecutive failures as they were', async () => {
+      const breaker = breakerWith({ timeoutMs: 60_000 });
+      const slow = deferred<string>();
+      const slowCall = track(breaker.fire(() => slow.promise));
+      await failTimes(breaker, 5);
+      slow.resolve('late');
+      await slowCall.settled;
+      expect(breaker.snapshot()).toMatchObject({ state: 'open', failures: 5 });
+    });
+  });
+
+  describe('a caller that went away', () => {
+    it('frees the half-open trial it held: the next call is the new trial, and nothing else changes', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const client = new AbortController();
+      const abandoned = track(
+        breaker.fire((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('gone')))), {
+          signal: client.signal,
+        }),
+      );
+      expect(await rejectionOf(breaker.fire(ok))).toBeInstanceOf(CircuitOpenError);
+      client.abort();
+      await abandoned.settled;
+      expect(breaker.snapshot()).toMatchObject({ state: 'half_open', failures: 5 });
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('with a signal already aborted: the task never runs, no trial is taken, nothing is counted', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(30_000);
+      const task = jest.fn(ok);
+      await rejectionOf(breaker.fire(task, { signal: AbortSignal.abort() }));
+      expect(task).not.toHaveBeenCalled();
+      expect(breaker.snapshot()).toMatchObject({ state: 'half_open', stats: { successes: 0, failures: 5, rejects: 0 } });
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+    });
+  });
+
+  describe('bulkhead (maxConcurrent)', () => {
+    it('refuses the call past the limit at once with BulkheadFullError, without counting it or running it', async () => {
+      const breaker = breakerWith({ maxConcurrent: 2 });
+      const pending = [deferred<string>(), deferred<string>()];
+      const running = pending.map((d) => track(breaker.fire(() => d.promise)));
+      const task = jest.fn(ok);
+      const refused = await rejectionOf(breaker.fire(task));
+      expect(refused).toBeInstanceOf(BulkheadFullError);
+      expect(task).not.toHaveBeenCalled();
+      expect(breaker.snapshot()).toMatchObject({
+        state: 'closed',
+        failures: 0,
+        inFlight: 2,
+        maxConcurrent: 2,
+        stats: { overloaded: 1, failures: 0 },
+      });
+      pending[0]?.resolve('done');
+      await running[0]?.settled;
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+    });
+
+    it('gives a slot back however a call ends: success, failure, time-out or its caller going away', async () => {
+      const breaker = breakerWith({ maxConcurrent: 1 });
+      await breaker.fire(ok);
+      await rejectionOf(breaker.fire(upstreamDown));
+      const timedOut = track(breaker.fire(never));
+      await jest.advanceTimersByTimeAsync(1_000);
+      await timedOut.settled;
+      const client = new AbortController();
+      const gone = track(
+        breaker.fire((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('gone')))), {
+          signal: client.signal,
+        }),
+      );
+      client.abort();
+      await gone.settled;
+      expect(breaker.snapshot().inFlight).toBe(0);
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+    });
+
+    it('does not take the half-open trial when it is full', async () => {
+      const breaker = breakerWith({ maxConcurrent: 1, timeoutMs: 120_000 });
+      const slow = deferred<string>();
+      track(breaker.fire(() => slow.promise));
+      for (let i = 0; i < 5; i++) await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.snapshot().stats.overloaded).toBe(5);
+      expect(breaker.state).toBe('closed');
+    });
+  });
+
+  describe('failures that say more than "failed"', () => {
+    const verdictOf = (verdict: FailureVerdict) => () => verdict;
+
+    it('opens at once, without waiting for the threshold, for a failure that hits every request alike', async () => {
+      const breaker = breakerWith();
+      await rejectionOf(
+        breaker.fire(upstreamDown, { classify: verdictOf({ counts: true, kind: 'http', status: 402, opensAtOnce: true }) }),
+      );
+      expect(breaker.snapshot()).toMatchObject({
+        state: 'open',
+        failures: 1,
+        lastFailure: { kind: 'http', status: 402, at: START.toISOString() },
+      });
+    });
+
+    it('holds the circuit open for an upstream wait hint longer than the reset period', async () => {
+      const breaker = breakerWith();
+      await rejectionOf(breaker.fire(upstreamDown, { classify: verdictOf({ counts: true, status: 429, holdOpenMs: 90_000 }) }));
+      expect(breaker.snapshot()).toMatchObject({ state: 'open', nextAttemptAt: new Date(START.getTime() + 90_000).toISOString() });
+      expect(breaker.retryAfterSeconds()).toBe(90);
+    });
+
+    it('opens for the reset period when the hint is shorter, and never longer than maxOpenMs', async () => {
+      const short = breakerWith();
+      await rejectionOf(short.fire(upstreamDown, { classify: verdictOf({ counts: true, status: 503, holdOpenMs: 3_000 }) }));
+      expect(short.retryAfterSeconds()).toBe(30);
+      const capped = breakerWith({ maxOpenMs: 120_000 });
+      await rejectionOf(capped.fire(upstreamDown, { classify: verdictOf({ counts: true, status: 429, holdOpenMs: 31_536_000_000 }) }));
+      expect(capped.retryAfterSeconds()).toBe(120);
+    });
+
+    it('caps every Retry-After it reports, an upstream hint passed on while closed included', () => {
+      expect(breakerWith({ maxOpenMs: 300_000 }).retryAfterSeconds(31_536_000)).toBe(300);
+      expect(breakerWith().retryAfterSeconds(7)).toBe(7);
+    });
+  });
+
+  describe('reset backoff', () => {
+    it('grows the open period by the backoff after each failed trial, up to maxOpenMs, with ±10 % jitter', async () => {
+      const randoms = [0, 1, 0.5];
+      const breaker = new CircuitBreaker('upstream', { ...OPTIONS, resetBackoff: 2, maxOpenMs: 100_000 }, () => randoms.shift() ?? 0.5);
+      breakers.push(breaker);
+      await failTimes(breaker, 5);
+      const periods: number[] = [];
+      for (let trial = 0; trial < 3; trial++) {
+        const next = Date.parse(breaker.snapshot().nextAttemptAt ?? '');
+        periods.push(next - Date.now());
+        jest.setSystemTime(next);
+        await rejectionOf(breaker.fire(upstreamDown));
+      }
+      periods.push(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now());
+      // 30 s, then 60 s × 0.9, then 120 s capped at 100 s (× 1.1 is still capped: jitter never passes the cap), 100 s
+      expect(periods).toEqual([30_000, 54_000, 100_000, 100_000]);
+    });
+
+    it('keeps a fixed period with the default backoff of 1', async () => {
+      const breaker = await openedBreaker();
+      for (let trial = 0; trial < 3; trial++) {
+        jest.setSystemTime(Date.parse(breaker.snapshot().nextAttemptAt ?? ''));
+        await rejectionOf(breaker.fire(upstreamDown));
+        expect(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now()).toBe(30_000);
+      }
     });
   });
 });

@@ -1,11 +1,12 @@
 import { Logger } from '@nestjs/common';
-import Opossum from 'opossum';
-import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+import { Bulkhead } from './bulkhead.js';
+import { BreakerShutdownError, BulkheadFullError, CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+import { type CallOutcome, type CircuitState, CircuitStateMachine, type Ticket } from './circuit-state.js';
 
-export type CircuitState = 'closed' | 'open' | 'half_open';
+export type { CircuitState } from './circuit-state.js';
 
 export interface CircuitBreakerOptions {
-  /** false: calls go straight through (no fast-fail); the time-out still applies and stats are still kept. */
+  /** false: calls go straight through (no fast-fail); the time-out and the bulkhead still apply, stats are still kept. */
   enabled: boolean;
   /** Consecutive failures that open the circuit. */
   failureThreshold: number;
@@ -13,11 +14,25 @@ export interface CircuitBreakerOptions {
   timeoutMs: number;
   /** How long the circuit stays open before one half-open trial call. */
   resetTimeoutMs: number;
+  /** The longest open period (whatever an upstream's wait hint says), and the cap on every Retry-After we send. */
+  maxOpenMs: number;
+  /** Multiplier of the open period after each failed trial (1 = fixed). */
+  resetBackoff: number;
+  /** Calls in flight at most; past it a call is refused at once and counts neither way. */
+  maxConcurrent: number;
 }
 
+/**
+ * What an error says about the upstream. Not counted: a request-specific rejection (this prompt is bad).
+ * Counted: a failure toward the threshold; `opensAtOnce` for one that hits every request alike (credentials,
+ * credits, an unknown model); `holdOpenMs` when the upstream asked us to wait (429/503 with a wait hint).
+ */
+export type FailureVerdict =
+  { counts: false } | { counts: true; kind?: string; status?: number; opensAtOnce?: boolean; holdOpenMs?: number };
+
 export interface GuardedCallOptions {
-  /** Which errors say the upstream is unwell. Others (a bad request) reach the caller without counting. */
-  isFailure?: (error: unknown) => boolean;
+  /** Classifies the errors the task throws; every error is a failure when omitted. */
+  classify?: (error: unknown) => FailureVerdict;
   /** The caller's own signal (e.g. its client went away); aborting it aborts the call, which then does not count. */
   signal?: AbortSignal;
 }
@@ -26,12 +41,16 @@ export interface CircuitBreakerStats {
   successes: number;
   failures: number;
   timeouts: number;
+  /** Calls refused because the circuit was open or its trial was taken. */
   rejects: number;
+  /** Calls refused because `maxConcurrent` calls were in flight. */
+  overloaded: number;
   fallbacks: number;
 }
 
 /** What observers hear: every call outcome, refusal and transition, as it happens. */
-export type CircuitBreakerEventType = 'success' | 'failure' | 'timeout' | 'neutral' | 'reject' | 'open' | 'close' | 'half_open';
+export type CircuitBreakerEventType =
+  'success' | 'failure' | 'timeout' | 'neutral' | 'reject' | 'overloaded' | 'open' | 'close' | 'half_open';
 
 export interface CircuitBreakerEvent {
   breaker: string;
@@ -54,110 +73,68 @@ export interface CircuitBreakerSnapshot {
   failureThreshold: number;
   openedAt?: string;
   nextAttemptAt?: string;
+  /** The last failure counted: what opened the circuit, when it is open. */
+  lastFailure?: { kind: string; status?: number; at: string };
+  /** Calls in flight now, and the bulkhead's capacity. */
+  inFlight: number;
+  maxConcurrent: number;
   /** Counts since start. */
   stats: CircuitBreakerStats;
 }
 
 type Task<T> = (signal: AbortSignal) => Promise<T>;
 
-/** A call that succeeded, with its duration, so onSuccess can report it. */
-class CompletedCall {
-  constructor(
-    readonly result: unknown,
-    readonly durationMs: number,
-  ) {}
-}
-
-/** A call that ended in an error that is not the upstream's fault: opossum sees it settle, we rethrow it. */
-class NeutralOutcome {
-  constructor(
-    readonly error: unknown,
-    readonly durationMs: number,
-  ) {}
-}
-
-/** A call that failed, with its duration: opossum sees it as the failure, the caller gets `error` back. */
-class FailedCall {
-  constructor(
-    readonly error: unknown,
-    readonly durationMs: number,
-  ) {}
-}
-
-type SettledCall = CompletedCall | NeutralOutcome;
-
 /** Ends a call still running: aborts its signal with `reason` and rejects its promise with it. */
 type AbortInFlight = (reason: Error) => void;
 
-const everyErrorIsAFailure = () => true;
+const everyErrorIsAFailure = (): FailureVerdict => ({ counts: true });
 
 /**
- * One named breaker: opossum's state machine (open → half-open after the reset time-out, exactly one
- * trial call, calls during the trial rejected), tripped by consecutive failures instead of opossum's
- * rolling percentage, with a per-call AbortController for the time-out.
+ * One named breaker, composed of small parts: the state machine (circuit-state.ts) decides whether a call may
+ * run, the bulkhead bounds how many run at once, and each call gets its own AbortController aborted at the
+ * time-out. A call's outcome is reported to the state machine with the generation it started in, so a call that
+ * started before the circuit last changed state never changes it.
  */
 export class CircuitBreaker {
   private readonly logger = new Logger(CircuitBreaker.name);
-  private readonly breaker: Opossum<[() => Promise<SettledCall>], SettledCall>;
-  private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, fallbacks: 0 };
+  private readonly machine: CircuitStateMachine;
+  private readonly bulkhead: Bulkhead;
+  private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, overloaded: 0, fallbacks: 0 };
   private readonly inFlight = new Set<AbortInFlight>();
   private readonly listeners = new Set<CircuitBreakerListener>();
-  private consecutiveFailures = 0;
-  private openedAt?: number;
-  private lastState: CircuitState = 'closed';
 
   constructor(
     readonly name: string,
     private readonly options: CircuitBreakerOptions,
+    random: () => number = Math.random,
   ) {
-    // Always enabled underneath, so stats are kept; `options.enabled: false` only means it never opens.
-    this.breaker = new Opossum((run: () => Promise<SettledCall>) => run(), {
-      name,
-      resetTimeout: options.resetTimeoutMs,
-      // Our own per-call timer aborts the call's signal; opossum's would only stop waiting for it.
-      timeout: false,
-      // Only consecutive failures open the circuit: opossum's percentage rule must never fire first.
-      volumeThreshold: Number.MAX_SAFE_INTEGER,
-      errorThresholdPercentage: 100,
-      rollingPercentilesEnabled: false,
-      enableSnapshots: false,
-    });
-    this.breaker.on('success', (settled: SettledCall) => this.onSuccess(settled));
-    this.breaker.on('failure', (error: unknown) => this.onFailure(error));
-    this.breaker.on('open', () => this.onTransition('open'));
-    this.breaker.on('halfOpen', () => this.onTransition('half_open'));
-    this.breaker.on('close', () => this.onTransition('closed'));
+    this.machine = new CircuitStateMachine(options, (from, to, nextAttemptAt) => this.onTransition(from, to, nextAttemptAt), random);
+    this.bulkhead = new Bulkhead(options.maxConcurrent);
   }
 
   get state(): CircuitState {
-    if (this.breaker.opened) return 'open';
-    if (this.breaker.halfOpen) return 'half_open';
-    return 'closed';
+    return this.machine.state(Date.now());
   }
 
-  /** Runs `task` behind the breaker; rejects with CircuitOpenError at once when the circuit refuses. */
+  /** Runs `task` behind the breaker; rejects at once with CircuitOpenError or BulkheadFullError when it refuses. */
   fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
-    // Refused here, before opossum, so a refusal costs one error and no opossum events: the fail-fast path.
-    if (this.refusesCalls()) {
+    // A caller already gone: nothing to run, no trial to take, nothing to count.
+    if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
+    const now = Date.now();
+    // Decided before anything else, so a refusal costs one check, one counter and one stackless error.
+    const ticket = this.machine.admit(now);
+    if (ticket === undefined) {
       this.counts.rejects++;
       this.emit('reject');
       return Promise.reject(new CircuitOpenError(this.name, this.retryAfterSeconds()));
     }
-    const isFailure = options.isFailure ?? everyErrorIsAFailure;
-    const run = (): Promise<SettledCall> => {
-      const startedAt = performance.now();
-      return this.runWithTimeout(task, options.signal).then(
-        (result) => new CompletedCall(result, performance.now() - startedAt),
-        (error: unknown) => this.settleError(error, isFailure, performance.now() - startedAt, options.signal),
-      );
-    };
-    // The caller gets back exactly what its task threw, whatever its type.
-    return this.breaker.fire(run).then(
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-      (settled) => (settled instanceof NeutralOutcome ? Promise.reject(settled.error) : (settled.result as T)),
-      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-      (error: unknown) => Promise.reject(error instanceof FailedCall ? error.error : error),
-    );
+    if (!this.bulkhead.tryAcquire()) {
+      this.machine.settle(ticket, { kind: 'abandoned' }, now);
+      this.counts.overloaded++;
+      this.emit('overloaded');
+      return Promise.reject(new BulkheadFullError(this.name, this.bulkhead.capacity));
+    }
+    return this.run(task, ticket, options);
   }
 
   /** Calls `listener` on every event of this breaker until the returned function is called. */
@@ -173,38 +150,59 @@ export class CircuitBreaker {
 
   /** When the half-open trial is due, while the circuit is open. */
   nextAttemptAt(): number | undefined {
-    return this.state === 'open' && this.openedAt !== undefined ? this.openedAt + this.options.resetTimeoutMs : undefined;
+    const window = this.machine.openWindow(Date.now());
+    return window && Number.isFinite(window.nextAttemptAt) ? window.nextAttemptAt : undefined;
   }
 
-  /** Seconds until a retry can reach the upstream: to the trial when open, rounded up, at least 1. */
-  retryAfterSeconds(): number {
+  /**
+   * Seconds until a retry can reach the upstream: to the trial while open (rounded up, at least 1); otherwise the
+   * upstream's own hint, or 1. Never more than the longest open period.
+   */
+  retryAfterSeconds(upstreamHintSeconds?: number): number {
     const next = this.nextAttemptAt();
-    return next === undefined ? 1 : Math.max(1, Math.ceil((next - Date.now()) / 1000));
+    const seconds = next !== undefined ? Math.ceil((next - Date.now()) / 1000) : (upstreamHintSeconds ?? 1);
+    return Math.min(Math.max(1, Math.ceil(this.options.maxOpenMs / 1000)), Math.max(1, seconds));
   }
 
   snapshot(): CircuitBreakerSnapshot {
-    const next = this.nextAttemptAt();
+    const now = Date.now();
+    const window = this.machine.openWindow(now);
+    const cause = this.machine.cause;
     return {
       name: this.name,
-      state: this.state,
+      state: this.machine.state(now),
       enabled: this.options.enabled,
-      failures: this.consecutiveFailures,
+      failures: this.machine.failures,
       failureThreshold: this.options.failureThreshold,
-      ...(this.state === 'open' && this.openedAt !== undefined ? { openedAt: new Date(this.openedAt).toISOString() } : {}),
-      ...(next !== undefined ? { nextAttemptAt: new Date(next).toISOString() } : {}),
+      ...(window ? { openedAt: iso(window.openedAt) } : {}),
+      ...(window && Number.isFinite(window.nextAttemptAt) ? { nextAttemptAt: iso(window.nextAttemptAt) } : {}),
+      ...(cause
+        ? { lastFailure: { kind: cause.kind, ...(cause.status !== undefined ? { status: cause.status } : {}), at: iso(cause.at) } }
+        : {}),
+      inFlight: this.bulkhead.inFlight,
+      maxConcurrent: this.bulkhead.capacity,
       stats: { ...this.counts },
     };
   }
 
-  /** Stops the reset timer and aborts calls still in flight, so nothing outlives the app. */
+  /** Refuses every call from now on and ends the calls still in flight, so nothing outlives the app. */
   shutdown(): void {
-    for (const abort of this.inFlight) abort(new Error(`Circuit "${this.name}" shut down`));
-    this.breaker.shutdown();
+    this.machine.shutdown(Date.now());
+    for (const abort of this.inFlight) abort(new BreakerShutdownError(this.name));
   }
 
-  /** opossum's own rule: open, or half-open with the single trial already taken. */
-  private refusesCalls(): boolean {
-    return !this.breaker.closed && !this.breaker.pendingClose;
+  private async run<T>(task: Task<T>, ticket: Ticket, options: GuardedCallOptions): Promise<T> {
+    const startedAt = performance.now();
+    try {
+      const result = await this.runWithTimeout(task, options.signal);
+      this.record(ticket, { kind: 'success' }, performance.now() - startedAt);
+      return result;
+    } catch (error) {
+      this.record(ticket, this.outcomeOf(error, options), performance.now() - startedAt);
+      throw error;
+    } finally {
+      this.bulkhead.release();
+    }
   }
 
   private runWithTimeout<T>(task: Task<T>, callerSignal?: AbortSignal): Promise<T> {
@@ -232,70 +230,53 @@ export class CircuitBreaker {
     });
   }
 
-  /**
-   * Failures go on to opossum as a FailedCall (thrown, so opossum counts them; fire() unwraps it);
-   * anything else settles as a NeutralOutcome, counted neither way.
-   */
-  /* eslint-disable @typescript-eslint/only-throw-error */
-  private settleError(
-    error: unknown,
-    isFailure: (error: unknown) => boolean,
-    durationMs: number,
-    callerSignal?: AbortSignal,
-  ): NeutralOutcome {
-    if (error instanceof CallTimeoutError) throw new FailedCall(error, durationMs);
-    if (callerSignal?.aborted) return new NeutralOutcome(error, durationMs);
-    let counts = true;
+  /** What the call's error means for the circuit. */
+  private outcomeOf(error: unknown, options: GuardedCallOptions): CallOutcome {
+    if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
+    if (options.signal?.aborted || error instanceof BreakerShutdownError) return { kind: 'abandoned' };
+    let verdict: FailureVerdict;
     try {
-      counts = isFailure(error);
+      verdict = (options.classify ?? everyErrorIsAFailure)(error);
     } catch {
       // A classifier that throws cannot vouch for the upstream: count it.
+      verdict = { counts: true };
     }
-    if (counts) throw new FailedCall(error, durationMs);
-    return new NeutralOutcome(error, durationMs);
-  }
-  /* eslint-enable @typescript-eslint/only-throw-error */
-
-  private onSuccess(settled: SettledCall): void {
-    // A request-specific rejection neither counts as a failure nor proves the upstream healthy.
-    if (settled instanceof NeutralOutcome) {
-      this.emit('neutral', settled.durationMs);
-      return;
-    }
-    this.consecutiveFailures = 0;
-    this.counts.successes++;
-    this.emit('success', settled.durationMs);
+    if (!verdict.counts) return { kind: 'rejected' };
+    return {
+      kind: 'failure',
+      cause: { kind: verdict.kind ?? 'error', ...(verdict.status !== undefined ? { status: verdict.status } : {}), at: Date.now() },
+      ...(verdict.opensAtOnce ? { opensAtOnce: true } : {}),
+      ...(verdict.holdOpenMs !== undefined ? { holdOpenMs: verdict.holdOpenMs } : {}),
+    };
   }
 
-  private onFailure(failed: unknown): void {
-    const { error, durationMs } = failed instanceof FailedCall ? failed : { error: failed, durationMs: undefined };
-    const timedOut = error instanceof CallTimeoutError;
-    this.counts.failures++;
-    if (timedOut) this.counts.timeouts++;
-    this.consecutiveFailures++;
-    // The time-out event carries the duration, so each call is timed once under its most specific outcome.
-    this.emit('failure', timedOut ? undefined : durationMs);
-    if (timedOut) this.emit('timeout', durationMs);
-    // A failed half-open trial re-opens through opossum itself; here only the closed circuit trips.
-    if (this.options.enabled && this.breaker.closed && this.consecutiveFailures >= this.options.failureThreshold) this.breaker.open();
+  /** Counts the outcome, tells observers (the outcome's event carries the duration), then the state machine. */
+  private record(ticket: Ticket, outcome: CallOutcome, durationMs: number): void {
+    if (outcome.kind === 'success') {
+      this.counts.successes++;
+      this.emit('success', durationMs);
+    } else if (outcome.kind === 'failure') {
+      const timedOut = outcome.cause.kind === 'timeout';
+      this.counts.failures++;
+      if (timedOut) this.counts.timeouts++;
+      this.emit('failure', timedOut ? undefined : durationMs);
+      if (timedOut) this.emit('timeout', durationMs);
+    } else {
+      this.emit('neutral', durationMs);
+    }
+    this.machine.settle(ticket, outcome, Date.now());
   }
 
-  private onTransition(to: CircuitState): void {
-    const from = this.lastState;
-    this.lastState = to;
-    if (to === 'open') this.openedAt = Date.now();
-    if (to === 'closed') {
-      this.openedAt = undefined;
-      this.consecutiveFailures = 0;
-    }
-    const next = this.nextAttemptAt();
+  private onTransition(from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined): void {
+    const cause = this.machine.cause;
     this.logger.log({
       event: 'circuit_breaker_transition',
       breaker: this.name,
       from,
       to,
-      failures: this.consecutiveFailures,
-      nextAttemptAt: next === undefined ? null : new Date(next).toISOString(),
+      failures: this.machine.failures,
+      nextAttemptAt: nextAttemptAt === undefined ? null : iso(nextAttemptAt),
+      ...(to === 'open' && cause ? { cause: { kind: cause.kind, status: cause.status ?? null } } : {}),
     });
     this.emit(to === 'closed' ? 'close' : to);
   }
@@ -313,4 +294,13 @@ export class CircuitBreaker {
       }
     }
   }
+}
+
+function iso(epochMs: number): string {
+  return new Date(epochMs).toISOString();
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new DOMException('The caller aborted the call', 'AbortError');
 }

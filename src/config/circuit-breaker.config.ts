@@ -10,5 +10,8 @@ export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
     failureThreshold: env.CIRCUIT_BREAKER_FAIL_THRESHOLD,
     timeoutMs: Math.round(env.CIRCUIT_BREAKER_TIMEOUT_SECONDS * 1000),
     resetTimeoutMs: Math.round(env.CIRCUIT_BREAKER_RESET_TIMEOUT * 1000),
+    maxOpenMs: Math.round(env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS * 1000),
+    resetBackoff: env.CIRCUIT_BREAKER_RESET_BACKOFF,
+    maxConcurrent: env.CIRCUIT_BREAKER_MAX_CONCURRENT,
   };
 });

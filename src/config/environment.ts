@@ -106,6 +106,20 @@ export class Environment {
   @Matches(/^[a-z0-9][a-z0-9_.-]*$/i, { message: 'must be letters, digits, "_", "-" or "."' })
   CIRCUIT_BREAKER_NAME: string = 'huggingface';
 
+  @Min(1)
+  @Max(100_000)
+  @IsInt()
+  CIRCUIT_BREAKER_MAX_CONCURRENT: number = 100;
+
+  @IsPositive()
+  @IsNumber()
+  CIRCUIT_BREAKER_MAX_OPEN_SECONDS: number = 300;
+
+  @Min(1)
+  @Max(100)
+  @IsNumber()
+  CIRCUIT_BREAKER_RESET_BACKOFF: number = 1;
+
   @EmptyAsUnset()
   @IsOptional()
   @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })

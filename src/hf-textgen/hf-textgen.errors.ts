@@ -1,3 +1,5 @@
+import type { FailureVerdict } from '../circuit-breaker/circuit-breaker.js';
+
 /** Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no call is made. Not the upstream's fault; does not trip the breaker. */
 export class ModelUnconfiguredError extends Error {
   constructor() {
@@ -17,9 +19,19 @@ export class ModelCallFailedError extends Error {
     readonly status?: number,
     /** The upstream's own wait hint (Retry-After, the Hub's `ratelimit` header, `estimated_time`). */
     readonly retryAfterSeconds?: number,
+    /**
+     * Every request fails alike until someone acts (credentials, credits, an unknown model, a model without a
+     * chat template, HF_MAX_NEW_TOKENS over the model's limit): no point waiting for the threshold.
+     */
+    readonly affectsEveryRequest = false,
   ) {
     super(message);
     this.name = 'ModelCallFailedError';
+  }
+
+  /** A 429 or 503 that says how long to wait: the upstream is shedding load, not broken. */
+  get isRateLimited(): boolean {
+    return (this.status === 429 || this.status === 503) && this.retryAfterSeconds !== undefined;
   }
 }
 
@@ -34,7 +46,20 @@ export class ModelRequestRejectedError extends Error {
   }
 }
 
-/** What counts against the breaker: anything but a request-specific rejection or a missing configuration. */
-export function isModelOutage(error: unknown): boolean {
-  return !(error instanceof ModelRequestRejectedError || error instanceof ModelUnconfiguredError);
+/**
+ * What an error says to the breaker: a request-specific rejection or a missing configuration does not count; a
+ * wait hint holds the circuit open that long; a failure that hits every request opens it at once; anything
+ * else counts toward the threshold.
+ */
+export function modelFailureVerdict(error: unknown): FailureVerdict {
+  if (error instanceof ModelRequestRejectedError || error instanceof ModelUnconfiguredError) return { counts: false };
+  if (!(error instanceof ModelCallFailedError)) return { counts: true };
+  const { kind, status, retryAfterSeconds } = error;
+  return {
+    counts: true,
+    kind,
+    ...(status !== undefined ? { status } : {}),
+    ...(error.affectsEveryRequest ? { opensAtOnce: true } : {}),
+    ...(error.isRateLimited && retryAfterSeconds !== undefined ? { holdOpenMs: retryAfterSeconds * 1000 } : {}),
+  };
 }

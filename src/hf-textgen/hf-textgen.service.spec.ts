@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { FakeHfUpstream, type Fault } from '../../test/support/fake-hf-upstream.js';
-import { isModelOutage, ModelCallFailedError, ModelRequestRejectedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
+import { modelFailureVerdict, ModelCallFailedError, ModelRequestRejectedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
 import { HfTextGenService } from './hf-textgen.service.js';
 
 // The plain service (no Nest, so no breaker): what the client sends and how each upstream answer is classified.
@@ -65,7 +65,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
     const error = await failureFor(fault);
     expect(error).toBeInstanceOf(ModelCallFailedError);
     expect((error as ModelCallFailedError).status).toBe(status);
-    expect(isModelOutage(error)).toBe(true);
+    expect(modelFailureVerdict(error).counts).toBe(true);
   });
 
   it.each<[string, Fault, number]>([
@@ -76,7 +76,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
     const error = await failureFor(fault);
     expect(error).toBeInstanceOf(ModelRequestRejectedError);
     expect((error as ModelRequestRejectedError).status).toBe(status);
-    expect(isModelOutage(error)).toBe(false);
+    expect(modelFailureVerdict(error).counts).toBe(false);
   });
 
   it('keeps the wait a 429 asks for in Retry-After', async () => {
@@ -108,7 +108,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
   it('counts a body cut short as an outage of the model', async () => {
     const error = await failureFor({ kind: 'truncated' });
     expect(error).toBeInstanceOf(ModelCallFailedError);
-    expect(isModelOutage(error)).toBe(true);
+    expect(modelFailureVerdict(error).counts).toBe(true);
   });
 
   it('closes the socket when its signal is aborted, and reports a time-out', async () => {
@@ -135,7 +135,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
     expect(unconfigured.configured).toBe(false);
     await expect(unconfigured.generate(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
     expect(upstream.calls).toBe(0);
-    expect(isModelOutage(new ModelUnconfiguredError())).toBe(false);
+    expect(modelFailureVerdict(new ModelUnconfiguredError()).counts).toBe(false);
   });
 });
 

@@ -3,7 +3,7 @@ import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { UseCircuitBreaker } from '../circuit-breaker/circuit-breaker.decorator.js';
 import { hfTextGenConfig } from '../config/hf-textgen.config.js';
-import { isModelOutage, ModelCallFailedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
+import { ModelCallFailedError, ModelUnconfiguredError, modelFailureVerdict } from './hf-textgen.errors.js';
 import { classifyUpstreamError } from './upstream-error.classifier.js';
 
 export interface ChatPrompt {
@@ -45,7 +45,7 @@ export class HfTextGenService implements OnModuleInit {
     this.logger.log(`Generating with ${this.config.model} through ${target}`);
   }
 
-  @UseCircuitBreaker({ isFailure: isModelOutage })
+  @UseCircuitBreaker({ classify: modelFailureVerdict })
   async generate(prompt: ChatPrompt, signal?: AbortSignal): Promise<Generation> {
     if (!this.configured) throw new ModelUnconfiguredError();
     let responseHeaders: Headers | undefined;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { InferenceClientProviderApiError, InferenceClientProviderOutputError } from '@huggingface/inference';
-import { isModelOutage, ModelCallFailedError, ModelRequestRejectedError } from './hf-textgen.errors.js';
+import { modelFailureVerdict, ModelCallFailedError, ModelRequestRejectedError } from './hf-textgen.errors.js';
 import { classifyUpstreamError } from './upstream-error.classifier.js';
 
 // What the client throws, built by hand for the shapes a real upstream rarely sends; the common ones go over HTTP in hf-textgen.service.spec.
@@ -28,7 +28,7 @@ describe('classifyUpstreamError', () => {
       const error = classifyUpstreamError(httpError(503, {}));
       expect(error).toBeInstanceOf(ModelCallFailedError);
       expect(error.message).toBe('The model endpoint answered 503: HTTP 503');
-      expect(isModelOutage(error)).toBe(true);
+      expect(modelFailureVerdict(error).counts).toBe(true);
     });
 
     it('quotes a plain-text body, trimmed, as the upstream’s reason', () => {
@@ -44,10 +44,10 @@ describe('classifyUpstreamError', () => {
 
     it('quotes the message of an OpenAI-style error object', () => {
       const error = classifyUpstreamError(
-        httpError(422, { error: { message: 'max_tokens must be at most 4096', type: 'invalid_request' } }),
+        httpError(422, { error: { message: 'messages must contain at least one user message', type: 'invalid_request' } }),
       );
       expect(error).toBeInstanceOf(ModelRequestRejectedError);
-      expect(error.message).toBe('The model rejected this request (422): max_tokens must be at most 4096');
+      expect(error.message).toBe('The model rejected this request (422): messages must contain at least one user message');
     });
 
     it('falls back to the status when the error object has no text message', () => {

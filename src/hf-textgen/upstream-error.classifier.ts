@@ -4,6 +4,14 @@ import { retryAfterFromUpstream } from './retry-after.js';
 
 /** 400/413/422 blame the request; every other status affects all requests alike (auth, credits, load, outage). */
 const REQUEST_SPECIFIC_STATUSES = new Set([400, 413, 422]);
+/** Statuses that fail every request until someone acts: credentials, credits, permissions, an unknown model. */
+const EVERY_REQUEST_STATUSES = new Set([401, 402, 403, 404]);
+/**
+ * 4xx bodies that blame the deployment, not the prompt: TGI's "Template error" (the model has no chat template)
+ * and a `max_new_tokens` / `max_tokens` over the model's own limit (HF_MAX_NEW_TOKENS), as opposed to the
+ * prompt's tokens plus max_new_tokens being too many, which is this request's fault.
+ */
+const WHOLE_SERVICE_MESSAGES = [/template error/i, /^(?!.*\binputs\b).*\bmax_(new_)?tokens`?\s+must be\s+(<=|less than|at most)/i];
 
 /**
  * Turns whatever the HF client threw into one of our errors. `headers` are the upstream response's,
@@ -29,7 +37,8 @@ export function classifyUpstreamError(
 function classifyHttpError(error: InferenceClientProviderApiError, headers?: Headers): ModelCallFailedError | ModelRequestRejectedError {
   const { status, body } = error.httpResponse;
   const detail = upstreamMessage(body) ?? `HTTP ${status}`;
-  if (REQUEST_SPECIFIC_STATUSES.has(status) && !isModelNotSupported(body)) {
+  const wholeService = isModelNotSupported(body) || WHOLE_SERVICE_MESSAGES.some((pattern) => pattern.test(detail));
+  if (REQUEST_SPECIFIC_STATUSES.has(status) && !wholeService) {
     return new ModelRequestRejectedError(status, `The model rejected this request (${status}): ${detail}`);
   }
   return new ModelCallFailedError(
@@ -37,6 +46,7 @@ function classifyHttpError(error: InferenceClientProviderApiError, headers?: Hea
     `The model endpoint answered ${status}: ${detail}`,
     status,
     retryAfterFromUpstream(headers, body),
+    wholeService || EVERY_REQUEST_STATUSES.has(status),
   );
 }
 

@@ -12,6 +12,7 @@ const COUNTED_EVENTS = [
   'failure',
   'timeout',
   'reject',
+  'overloaded',
   'open',
   'close',
   'half_open',
@@ -43,7 +44,7 @@ export class CircuitBreakerMetrics implements OnModuleInit, OnApplicationShutdow
     });
     this.events = new Counter({
       name: 'assistant_circuit_breaker_events_total',
-      help: 'Circuit breaker events: call outcomes (success, failure incl. timeouts, timeout), refused calls (reject) and transitions (open, close, half_open)',
+      help: 'Circuit breaker events: call outcomes (success, failure incl. timeouts, timeout), calls refused while open (reject) or with the bulkhead full (overloaded), and transitions (open, close, half_open)',
       labelNames: ['breaker', 'event'],
       registers: [registry],
     });

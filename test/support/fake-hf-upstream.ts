@@ -48,6 +48,10 @@ const TGI_ERRORS = {
   ],
   unprocessable: [422, 'Input validation error: `temperature` must be strictly positive', 'validation'],
   payloadTooLarge: [413, 'Payload Too Large: request body exceeds the 2000000 bytes limit', 'validation'],
+  /** A model without a chat template: every chat request fails alike. */
+  templateError: [422, 'Template error: template not found', 'template_error'],
+  /** HF_MAX_NEW_TOKENS above the model's own limit: every request fails alike. */
+  tokenLimit: [422, 'Input validation error: `max_new_tokens` must be <= 2048. Given: 4096', 'validation'],
   requestTimeout: [408, 'Request timed out while waiting for a generation slot', 'timeout'],
 } as const satisfies Record<string, readonly [number, string, string]>;
 
@@ -94,6 +98,8 @@ export class FakeHfUpstream {
   calls = 0;
   /** TCP connections accepted since start: with keep-alive, far fewer than calls. */
   connections = 0;
+  /** The most chat calls in flight at once since start (or reset). */
+  peakInFlight = 0;
   /** Requests whose response has not finished and whose connection is still up (a hung call stays here). */
   inFlight = 0;
   lastRequest: RecordedRequest | undefined;
@@ -139,6 +145,7 @@ export class FakeHfUpstream {
   reset(): void {
     this.setFault(OK);
     this.calls = 0;
+    this.peakInFlight = this.inFlight;
     this.lastRequest = undefined;
   }
 
@@ -215,6 +222,7 @@ export class FakeHfUpstream {
     // Only chat calls count as in flight: an admin request asking for stats must not count itself.
     if (route === `POST ${CHAT_PATH}`) {
       this.inFlight += 1;
+      this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
       // 'close' fires both when the response is sent and when the connection drops before that
       res.once('close', () => {
         this.inFlight -= 1;

@@ -26,7 +26,7 @@ export interface AnswerBody {
   answer: string;
   source: 'llm' | 'cache' | 'excerpts';
   degraded: boolean;
-  fallbackReason: null | 'circuit_open' | 'upstream_error' | 'timeout' | 'upstream_unconfigured';
+  fallbackReason: null | 'circuit_open' | 'upstream_error' | 'timeout' | 'rate_limited' | 'overloaded' | 'upstream_unconfigured';
   excerpts: Excerpt[];
   circuit: CircuitStatus;
   cachedAt?: string;

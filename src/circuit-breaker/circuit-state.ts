@@ -1,0 +1,181 @@
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
+/** What the state machine is configured with; times in milliseconds. */
+export interface CircuitPolicy {
+  /** false: the circuit never opens (outcomes are still recorded). */
+  enabled: boolean;
+  /** Consecutive failures that open the circuit. */
+  failureThreshold: number;
+  /** How long the circuit stays open before one half-open trial call. */
+  resetTimeoutMs: number;
+  /** The longest the circuit stays open, whatever a wait hint or the backoff says. */
+  maxOpenMs: number;
+  /** The open period is multiplied by this after each failed trial (1 = fixed), with ±10 % jitter above 1. */
+  resetBackoff: number;
+}
+
+/** Why the circuit last counted a failure: shown in the health entry so an operator sees what opened it. */
+export interface FailureCause {
+  /** The failure's kind: `timeout`, `network`, `http`, `protocol`… */
+  kind: string;
+  /** The upstream's HTTP status, when it answered. */
+  status?: number;
+  /** Epoch milliseconds. */
+  at: number;
+}
+
+/** How a call the circuit let through ended, as far as the circuit is concerned. */
+export type CallOutcome =
+  | { kind: 'success' }
+  /** The upstream answered but rejected this request (a bad prompt): counts neither way; as a trial, it closes. */
+  | { kind: 'rejected' }
+  /** The caller went away before the end: proves nothing; as a trial, it frees the trial. */
+  | { kind: 'abandoned' }
+  /**
+   * The upstream is unwell. `opensAtOnce`: it fails every request alike (credentials, credits, model), so the
+   * threshold is not waited for; `holdOpenMs`: the upstream asked us to wait that long (and it opens at once).
+   */
+  | { kind: 'failure'; cause: FailureCause; opensAtOnce?: boolean; holdOpenMs?: number };
+
+/**
+ * A call's admission: the generation it started in, and whether it is the half-open trial. An outcome from an
+ * earlier generation (the circuit changed state since the call started) never changes the state.
+ */
+export interface Ticket {
+  readonly generation: number;
+  readonly trial: boolean;
+}
+
+/** Told every state change, with when the trial is due when the new state is open. */
+export type TransitionListener = (from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined) => void;
+
+const JITTER = 0.1;
+
+/**
+ * The circuit's state machine, with the clock passed in: closed → open after the threshold of consecutive
+ * failures (or at once for a failure that hits every request, or an upstream wait hint); open → half-open when
+ * the open period has passed (observed lazily: no timer); half-open admits exactly one trial, whose outcome
+ * closes or re-opens it. Every state change starts a new generation.
+ */
+export class CircuitStateMachine {
+  private phase: CircuitState = 'closed';
+  private generation = 0;
+  private consecutiveFailures = 0;
+  private failedTrials = 0;
+  private trialInFlight = false;
+  private openedAt?: number;
+  private openUntil?: number;
+  private lastFailure?: FailureCause;
+  /** The closed state's ticket, shared by every call of one generation: admission allocates nothing. */
+  private closedTicket: Ticket = { generation: 0, trial: false };
+
+  constructor(
+    private readonly policy: CircuitPolicy,
+    private readonly onTransition: TransitionListener = () => undefined,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** The state at `now`: an open circuit whose period has passed is half-open. */
+  state(now: number): CircuitState {
+    this.refresh(now);
+    return this.phase;
+  }
+
+  get failures(): number {
+    return this.consecutiveFailures;
+  }
+
+  get cause(): FailureCause | undefined {
+    return this.lastFailure;
+  }
+
+  /** When the circuit opened and when its trial is due, while it is open. */
+  openWindow(now: number): { openedAt: number; nextAttemptAt: number } | undefined {
+    this.refresh(now);
+    return this.phase === 'open' && this.openedAt !== undefined && this.openUntil !== undefined
+      ? { openedAt: this.openedAt, nextAttemptAt: this.openUntil }
+      : undefined;
+  }
+
+  /** A ticket to run a call, or undefined when the circuit refuses it (open, or the trial already taken). */
+  admit(now: number): Ticket | undefined {
+    if (this.phase === 'closed') return this.closedTicket;
+    this.refresh(now);
+    if (this.phase !== 'half_open' || this.trialInFlight) return undefined;
+    this.trialInFlight = true;
+    return { generation: this.generation, trial: true };
+  }
+
+  /** Records how an admitted call ended. */
+  settle(ticket: Ticket, outcome: CallOutcome, now: number): void {
+    this.refresh(now);
+    if (ticket.generation !== this.generation) return;
+    if (outcome.kind === 'failure') this.lastFailure = outcome.cause;
+    if (ticket.trial) this.settleTrial(outcome, now);
+    else this.settleClosed(outcome, now);
+  }
+
+  /** Refuses every call from now on (the application is shutting down). */
+  shutdown(now: number): void {
+    this.trialInFlight = false;
+    this.openedAt = now;
+    this.openUntil = Number.POSITIVE_INFINITY;
+    this.phase = 'open';
+    this.startGeneration();
+  }
+
+  private settleClosed(outcome: CallOutcome, now: number): void {
+    if (outcome.kind === 'success') this.consecutiveFailures = 0;
+    if (outcome.kind !== 'failure') return;
+    this.consecutiveFailures++;
+    const opens = outcome.opensAtOnce || outcome.holdOpenMs !== undefined || this.consecutiveFailures >= this.policy.failureThreshold;
+    if (this.policy.enabled && opens) this.open(now, this.policy.resetTimeoutMs, outcome.holdOpenMs);
+  }
+
+  private settleTrial(outcome: CallOutcome, now: number): void {
+    this.trialInFlight = false;
+    if (outcome.kind === 'abandoned') return;
+    if (outcome.kind !== 'failure') {
+      this.consecutiveFailures = 0;
+      this.failedTrials = 0;
+      this.openedAt = undefined;
+      this.openUntil = undefined;
+      this.moveTo('closed');
+      return;
+    }
+    this.consecutiveFailures++;
+    this.failedTrials++;
+    this.open(now, this.backedOffPeriod(), outcome.holdOpenMs);
+  }
+
+  /** The reset period grown by the backoff for each failed trial, capped, with jitter so replicas do not probe in step. */
+  private backedOffPeriod(): number {
+    const { resetTimeoutMs, resetBackoff, maxOpenMs } = this.policy;
+    if (resetBackoff <= 1) return resetTimeoutMs;
+    const grown = Math.min(maxOpenMs, resetTimeoutMs * resetBackoff ** this.failedTrials);
+    return grown * (1 - JITTER + 2 * JITTER * this.random());
+  }
+
+  private open(now: number, periodMs: number, holdOpenMs = 0): void {
+    this.openedAt = now;
+    this.openUntil = now + Math.min(this.policy.maxOpenMs, Math.max(periodMs, holdOpenMs));
+    this.moveTo('open');
+  }
+
+  /** Makes a due half-open state real, so its generation starts before the trial is admitted. */
+  private refresh(now: number): void {
+    if (this.phase === 'open' && this.openUntil !== undefined && now >= this.openUntil) this.moveTo('half_open');
+  }
+
+  private moveTo(to: CircuitState): void {
+    const from = this.phase;
+    this.phase = to;
+    this.startGeneration();
+    this.onTransition(from, to, to === 'open' ? this.openUntil : undefined);
+  }
+
+  private startGeneration(): void {
+    this.generation++;
+    this.closedTicket = { generation: this.generation, trial: false };
+  }
+}
