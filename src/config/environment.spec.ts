@@ -75,6 +75,15 @@ describe('validateEnvironment', () => {
     ['CACHE_TTL_SECONDS', 'ten'],
     ['ASSISTANT_MAX_QUERY_LENGTH', '0'],
     ['LOG_LEVEL', 'verbose'],
+    ['PORT', ''],
+    ['HF_TEMPERATURE', ' '],
+    ['CIRCUIT_BREAKER_TIMEOUT_SECONDS', '0.0004'],
+    ['CIRCUIT_BREAKER_TIMEOUT_SECONDS', '2147484'],
+    ['CIRCUIT_BREAKER_RESET_TIMEOUT', '3000000'],
+    ['SHUTDOWN_DRAIN_SECONDS', '2147484'],
+    ['CIRCUIT_BREAKER_MAX_CONCURRENT', '0'],
+    ['CIRCUIT_BREAKER_MAX_OPEN_SECONDS', ''],
+    ['CIRCUIT_BREAKER_RESET_BACKOFF', '0.5'],
   ])('stops start-up with one line naming %s when it is %j', (variable, value) => {
     const error = rejectionOf({ [variable]: value });
     expect(error.variable).toBe(variable);
@@ -88,6 +97,25 @@ describe('validateEnvironment', () => {
 
   it('rejects a stale TTL shorter than the fresh TTL', () => {
     expect(rejectionOf({ CACHE_TTL_SECONDS: '600', CACHE_STALE_TTL_SECONDS: '60' }).variable).toBe('CACHE_STALE_TTL_SECONDS');
+  });
+
+  it('accepts the longest delay Node timers can hold, and the new breaker variables with their defaults', () => {
+    expect(validateEnvironment({ CIRCUIT_BREAKER_TIMEOUT_SECONDS: '2147483' }).CIRCUIT_BREAKER_TIMEOUT_SECONDS).toBe(2_147_483);
+    expect(validateEnvironment({})).toMatchObject({
+      CIRCUIT_BREAKER_MAX_CONCURRENT: 100,
+      CIRCUIT_BREAKER_MAX_OPEN_SECONDS: 300,
+      CIRCUIT_BREAKER_RESET_BACKOFF: 1,
+    });
+  });
+
+  it.each([
+    ['REDIS_URL', 'redis://default:s3cret-pass@redis host:6379'],
+    ['HF_ENDPOINT_URL', 'https://user:s3cret-pass@not a host/'],
+  ])('names a bad %s without its password', (variable, value) => {
+    const error = rejectionOf({ [variable]: value });
+    expect(error.variable).toBe(variable);
+    expect(error.message).not.toContain('s3cret-pass');
+    expect(error.message).toContain(':***@');
   });
 
   it('never echoes the HF token in its message', () => {

@@ -42,6 +42,17 @@ const ToBoolean = () =>
     return BOOLEAN_WORDS[String(raw).trim().toLowerCase()] ?? raw;
   });
 
+/** An empty number (`PORT=`) is an error, not 0: implicit conversion would make it 0 (a random port, no temperature). */
+const EmptyIsNotANumber = () =>
+  Transform(({ obj, key, value }: { obj: Record<string, unknown>; key: string; value: unknown }) =>
+    typeof obj[key] === 'string' && obj[key].trim() === '' ? Number.NaN : value,
+  );
+
+/** Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms. */
+const MAX_TIMER_SECONDS = 2_147_483;
+/** A time-out that would round to 0 ms is no time-out. */
+const MIN_TIMER_SECONDS = 0.001;
+
 /** An empty variable (`HF_TOKEN=`) means unset, as in most twelve-factor tooling. */
 const EmptyAsUnset = () =>
   Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() === '' ? undefined : value));
@@ -56,6 +67,7 @@ export class Environment {
 
   @Min(0)
   @Max(65535)
+  @EmptyIsNotANumber()
   @IsInt()
   PORT: number = 3000;
 
@@ -79,11 +91,13 @@ export class Environment {
 
   @Min(1)
   @Max(100_000)
+  @EmptyIsNotANumber()
   @IsInt()
   HF_MAX_NEW_TOKENS: number = 512;
 
   @Min(0)
   @Max(2)
+  @EmptyIsNotANumber()
   @IsNumber()
   HF_TEMPERATURE: number = 0.2;
 
@@ -92,14 +106,19 @@ export class Environment {
   CIRCUIT_BREAKER_ENABLED: boolean = true;
 
   @Min(1)
+  @EmptyIsNotANumber()
   @IsInt()
   CIRCUIT_BREAKER_FAIL_THRESHOLD: number = 5;
 
-  @IsPositive()
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
   @IsNumber()
   CIRCUIT_BREAKER_TIMEOUT_SECONDS: number = 30;
 
-  @IsPositive()
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
   @IsNumber()
   CIRCUIT_BREAKER_RESET_TIMEOUT: number = 30;
 
@@ -108,15 +127,19 @@ export class Environment {
 
   @Min(1)
   @Max(100_000)
+  @EmptyIsNotANumber()
   @IsInt()
   CIRCUIT_BREAKER_MAX_CONCURRENT: number = 100;
 
-  @IsPositive()
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
   @IsNumber()
   CIRCUIT_BREAKER_MAX_OPEN_SECONDS: number = 300;
 
   @Min(1)
   @Max(100)
+  @EmptyIsNotANumber()
   @IsNumber()
   CIRCUIT_BREAKER_RESET_BACKOFF: number = 1;
 
@@ -126,10 +149,12 @@ export class Environment {
   REDIS_URL?: string;
 
   @IsPositive()
+  @EmptyIsNotANumber()
   @IsInt()
   CACHE_TTL_SECONDS: number = 3600;
 
   @IsPositive()
+  @EmptyIsNotANumber()
   @IsInt()
   CACHE_STALE_TTL_SECONDS: number = 86_400;
 
@@ -140,10 +165,13 @@ export class Environment {
   /** At most 10 000 so a valid body always fits the 64 KiB body limit (see app.setup.ts). */
   @Min(1)
   @Max(10_000)
+  @EmptyIsNotANumber()
   @IsInt()
   ASSISTANT_MAX_QUERY_LENGTH: number = 2000;
 
+  @Max(MAX_TIMER_SECONDS)
   @Min(0)
+  @EmptyIsNotANumber()
   @IsNumber()
   SHUTDOWN_DRAIN_SECONDS: number = 5;
 
@@ -157,13 +185,18 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
   const [firstError] = validateSync(env, { whitelist: false, stopAtFirstError: true });
   if (firstError) {
     const problem = Object.values(firstError.constraints ?? {})[0] ?? 'is invalid';
-    const shown = firstError.property === 'HF_TOKEN' ? '' : ` (got "${String(raw[firstError.property])}")`;
+    const shown = firstError.property === 'HF_TOKEN' ? '' : ` (got "${withoutPassword(String(raw[firstError.property]))}")`;
     throw new InvalidEnvironmentError(firstError.property, `${problem.replace(`${firstError.property} `, '')}${shown}`);
   }
   if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
     throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
   }
   return env;
+}
+
+/** A URL's password never reaches a log line: `redis://user:secret@host` is shown as `redis://user:***@host`. */
+function withoutPassword(value: string): string {
+  return value.replace(/(\/\/[^/:@\s]*:)[^@\s]*@/, '$1***@');
 }
 
 /** The validated environment as this process sees it now (env files are merged in by ConfigModule first). */

@@ -207,6 +207,22 @@ describe('HfTextGenService at start-up', () => {
     expect(log.mock.calls).toEqual([['Generating with org/instruct-model through endpoint http://127.0.0.1:8080']]);
   });
 
+  it('warns, without the token, when the token would go over plain http to a host that is not this machine', () => {
+    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: 'http://tgi.internal:8080/' }).onModuleInit();
+    expect(warn.mock.calls).toEqual([
+      ['HF_TOKEN is sent to http://tgi.internal:8080 over plain http: anyone on the path can read it; use https'],
+    ]);
+    expect(JSON.stringify(warn.mock.calls)).not.toContain(TOKEN);
+  });
+
+  it.each(['http://127.0.0.1:8080/', 'http://localhost:8080/', 'https://tgi.internal/'])(
+    'does not warn about the token for %s (loopback, or https)',
+    (endpointUrl) => {
+      new HfTextGenService({ ...config, token: TOKEN, endpointUrl }).onModuleInit();
+      expect(warn).not.toHaveBeenCalled();
+    },
+  );
+
   it('warns that every answer is degraded when neither a token nor an endpoint is set', () => {
     new HfTextGenService({ ...config, token: undefined, endpointUrl: undefined }).onModuleInit();
     expect(warn.mock.calls).toEqual([['Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded']]);

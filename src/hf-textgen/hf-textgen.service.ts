@@ -41,8 +41,12 @@ export class HfTextGenService implements OnModuleInit {
       this.logger.warn('Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded');
       return;
     }
-    const target = this.config.endpointUrl ? `endpoint ${new URL(this.config.endpointUrl).origin}` : 'the HF Inference Providers router';
+    const endpoint = this.config.endpointUrl ? new URL(this.config.endpointUrl) : undefined;
+    const target = endpoint ? `endpoint ${endpoint.origin}` : 'the HF Inference Providers router';
     this.logger.log(`Generating with ${this.config.model} through ${target}`);
+    if (endpoint && this.config.token && endpoint.protocol === 'http:' && !isLoopback(endpoint.hostname)) {
+      this.logger.warn(`HF_TOKEN is sent to ${endpoint.origin} over plain http: anyone on the path can read it; use https`);
+    }
   }
 
   @UseCircuitBreaker({ classify: modelFailureVerdict })
@@ -78,4 +82,9 @@ export class HfTextGenService implements OnModuleInit {
       throw classifyUpstreamError(error, { headers: responseHeaders, signal });
     }
   }
+}
+
+/** Plain http to this machine itself never crosses a network. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
