@@ -7,6 +7,12 @@ import { eventually, withinMs } from './support/http.js';
 import { type CapturedOutput, captureOutput, linesContaining } from './support/log-lines.js';
 import { RedisTestServer } from './support/redis-server.js';
 import { startTestApp, type TestApp } from './support/test-app.js';
+import { CACHE_MANAGER, type Cache } from '@nestjs/cache-manager';
+import { AnswerCache } from '../src/cache/answer-cache.js';
+import { PROMPT_VERSION } from '../src/assistant/prompt.builder.js';
+import { DEFAULT_TOP_K } from '../src/assistant/query.dto.js';
+import { HfTextGenService } from '../src/hf-textgen/hf-textgen.service.js';
+import { KnowledgeBase } from '../src/knowledge/knowledge-base.js';
 
 interface Reply {
   status: number;
@@ -127,6 +133,36 @@ describe('answers cached in Redis', () => {
       answer: fromModel.body['answer'],
     });
     expect(fromOtherReplica.body['cachedAt']).toEqual(expect.any(String));
+    expect(upstream.calls).toBe(1);
+  });
+});
+
+describe('entries in Redis that the app did not write', () => {
+  /** The key the app files `question` under, as its AnswerCache computes it. */
+  function keyOf(replica: TestApp, question: string): string {
+    return replica.app.get(AnswerCache).keyFor({
+      query: question,
+      topK: DEFAULT_TOP_K,
+      ...replica.app.get(HfTextGenService).generationParameters,
+      corpusVersion: replica.app.get(KnowledgeBase).version,
+      promptVersion: PROMPT_VERSION,
+    });
+  }
+
+  it.each<[string, Record<string, unknown>]>([
+    ['dated a thousand years ahead (createdAt: 1e20)', { answer: 'planted', excerpts: [], createdAt: 1e20 }],
+    ['without the shape of an answer', { answer: ['planted'], excerpts: 'none', createdAt: 'yesterday' }],
+  ])('are a miss when %s: the model answers (never a 500) and its answer replaces the entry', async (_case, planted) => {
+    const replica = await startReplica();
+    const question = newQuestion();
+    const key = keyOf(replica, question);
+    await replica.app.get<Cache>(CACHE_MANAGER).set(key, planted, 60_000);
+
+    const reply = await ask(replica.url, question);
+
+    expect(reply.status).toBe(200);
+    expect(reply.body).toMatchObject({ source: 'llm', degraded: false });
+    expect(await replica.app.get<Cache>(CACHE_MANAGER).get(key)).toMatchObject({ answer: reply.body['answer'] });
     expect(upstream.calls).toBe(1);
   });
 });

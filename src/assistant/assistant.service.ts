@@ -11,7 +11,7 @@ import type { Excerpt } from '../knowledge/excerpt.js';
 import { KnowledgeBase } from '../knowledge/knowledge-base.js';
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import { type CircuitStatus, type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
-import { answerFromExcerpts, buildPrompt } from './prompt.builder.js';
+import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
 
 export interface AssistantQuery {
@@ -44,7 +44,13 @@ export class AssistantService {
 
   /** `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). */
   async answer({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
-    const key = this.cache.keyFor({ query, topK, ...this.model.generationParameters });
+    const key = this.cache.keyFor({
+      query,
+      topK,
+      ...this.model.generationParameters,
+      corpusVersion: this.knowledge.version,
+      promptVersion: PROMPT_VERSION,
+    });
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) return this.fromCache(cached);
 

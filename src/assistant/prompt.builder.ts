@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { ChatPrompt } from '../hf-textgen/hf-textgen.service.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 
@@ -19,3 +20,9 @@ export function answerFromExcerpts(excerpts: readonly Excerpt[]): string {
 function numbered(excerpts: readonly Excerpt[]): string {
   return excerpts.map((excerpt, i) => `[${i + 1}] ${excerpt.title}\n${excerpt.text}`).join('\n\n');
 }
+
+/** The prompt laid out around placeholders: any change to the instruction or the layout changes it. */
+const SAMPLE_PROMPT = buildPrompt('{question}', [{ documentId: '{id}', title: '{title}', text: '{text}', score: 0 }]);
+
+/** Part of every cache key, so answers made with an earlier prompt are not served for this one. */
+export const PROMPT_VERSION = hash('sha256', `${SAMPLE_PROMPT.system}\n${SAMPLE_PROMPT.user}`, 'base64url').slice(0, 16);

@@ -57,3 +57,64 @@ describe('AnswerCache.stats', () => {
     expect(answers.stats().store).toBe('redis');
   });
 });
+
+describe('AnswerCache.lookup of entries it did not write (a shared Redis is not trusted blindly)', () => {
+  const EXCERPT = { documentId: 'guide', title: 'Guide', text: 'Half-open is the trial.', score: 1.5 };
+
+  it.each<[string, unknown]>([
+    ['a date a thousand years ahead (createdAt: 1e20)', { ...ANSWER, createdAt: 1e20 }],
+    ['a date ten minutes ahead', { ...ANSWER, createdAt: Date.now() + 600_000 }],
+    ['no createdAt', { ...ANSWER }],
+    ['a createdAt that is text', { ...ANSWER, createdAt: '2030-01-01' }],
+    ['an answer that is not text', { answer: 42, excerpts: [], createdAt: Date.now() }],
+    ['excerpts that are not a list', { answer: 'x', excerpts: 'none', createdAt: Date.now() }],
+    ['an excerpt without a score', { answer: 'x', excerpts: [{ documentId: 'd', title: 't', text: 'x' }], createdAt: Date.now() }],
+    ['a bare string', 'an answer'],
+    ['null', null],
+  ])('treats %s as a miss', async (_case, entry) => {
+    const { answers, cache } = answerCacheOver(new Keyv());
+    await cache.set('key', entry);
+    expect(await answers.lookup('key')).toBeUndefined();
+    expect(answers.stats()).toMatchObject({ misses: 1, freshHits: 0, staleHits: 0 });
+  });
+
+  it('serves an entry whose clock is a few seconds ahead (replicas’ clocks disagree a little)', async () => {
+    const { answers, cache } = answerCacheOver(new Keyv());
+    await cache.set('key', { answer: 'x', excerpts: [EXCERPT], createdAt: Date.now() + 5_000 });
+    expect(await answers.lookup('key')).toMatchObject({ answer: 'x', excerpts: [EXCERPT] });
+  });
+
+  it('overwrites a bogus entry with the next answer stored under its key', async () => {
+    const { answers, cache } = answerCacheOver(new Keyv());
+    await cache.set('key', { ...ANSWER, createdAt: 1e20 });
+    await answers.store('key', { answer: 'fresh', excerpts: [EXCERPT] });
+    expect(await answers.lookup('key')).toMatchObject({ answer: 'fresh' });
+  });
+});
+
+describe('AnswerCache.keyFor', () => {
+  const { answers } = answerCacheOver(new Keyv());
+  const KEY = {
+    query: 'What does half-open mean?',
+    topK: 3,
+    model: 'org/model',
+    maxNewTokens: 512,
+    temperature: 0.2,
+    corpusVersion: 'corpus-a',
+    promptVersion: 'prompt-a',
+  };
+
+  it('is the same for questions that differ only in case and white space', () => {
+    expect(answers.keyFor({ ...KEY, query: '  what does   HALF-OPEN mean? ' })).toBe(answers.keyFor(KEY));
+  });
+
+  it.each<[string, Partial<typeof KEY>]>([
+    ['an edited corpus', { corpusVersion: 'corpus-b' }],
+    ['a new prompt template', { promptVersion: 'prompt-b' }],
+    ['another model', { model: 'org/other' }],
+    ['another topK', { topK: 4 }],
+    ['another temperature', { temperature: 0.7 }],
+  ])('changes with %s', (_case, change) => {
+    expect(answers.keyFor({ ...KEY, ...change })).not.toBe(answers.keyFor(KEY));
+  });
+});

@@ -19,6 +19,10 @@ export interface AnswerKey {
   model: string;
   maxNewTokens: number;
   temperature: number;
+  /** The knowledge corpus the excerpts came from (KnowledgeBase.version). */
+  corpusVersion: string;
+  /** The prompt template the model was asked with (PROMPT_VERSION). */
+  promptVersion: string;
 }
 
 /** Cumulative lookups by result since start; `errors` also counts writes the store failed or did not answer in time. */
@@ -34,7 +38,9 @@ export interface AnswerCacheStats {
 const CACHE_DEADLINE_MS = 250;
 /** What withinDeadline gives for a store that failed or did not answer in time, so it is told apart from a miss. */
 const STORE_FAILED = Symbol('STORE_FAILED');
-const KEY_PREFIX = 'assistant:answer:v1:';
+const KEY_PREFIX = 'assistant:answer:v2:';
+/** Clocks of replicas sharing one Redis disagree a little; an entry from further in the future than this is bogus. */
+const CLOCK_SKEW_MS = 60_000;
 
 /** Case, surrounding and repeated white space do not make a different question. */
 export function normaliseQuery(query: string): string {
@@ -54,19 +60,23 @@ export class AnswerCache {
     @Inject(cacheConfig.KEY) private readonly config: ConfigType<typeof cacheConfig>,
   ) {}
 
-  keyFor({ query, topK, model, maxNewTokens, temperature }: AnswerKey): string {
-    const identity = JSON.stringify([normaliseQuery(query), topK, model, maxNewTokens, temperature]);
+  keyFor({ query, topK, model, maxNewTokens, temperature, corpusVersion, promptVersion }: AnswerKey): string {
+    const identity = JSON.stringify([normaliseQuery(query), topK, model, maxNewTokens, temperature, corpusVersion, promptVersion]);
     return KEY_PREFIX + hash('sha256', identity, 'base64url');
   }
 
-  /** The entry for `key` if it is younger than the stale TTL. */
+  /**
+   * The entry for `key` if it is younger than the stale TTL. An entry without the shape of an answer, or dated
+   * in the future, is a miss (the next answer overwrites it): whatever is in a shared Redis is not trusted blindly.
+   */
   async lookup(key: string): Promise<CachedAnswer | undefined> {
-    const entry = await withinDeadline(this.cache.get<CachedAnswer>(key));
+    const entry = await withinDeadline(this.cache.get<unknown>(key));
     if (entry === STORE_FAILED) {
       this.counts.errors++;
       return undefined;
     }
-    const live = entry && this.ageMs(entry) < this.config.staleTtlMs ? entry : undefined;
+    const age = isCachedAnswer(entry) ? this.ageMs(entry) : Number.NaN;
+    const live = isCachedAnswer(entry) && age > -CLOCK_SKEW_MS && age < this.config.staleTtlMs ? entry : undefined;
     if (!live) this.counts.misses++;
     else if (this.isFresh(live)) this.counts.freshHits++;
     else this.counts.staleHits++;
@@ -89,6 +99,18 @@ export class AnswerCache {
   private ageMs(entry: CachedAnswer): number {
     return Date.now() - entry.createdAt;
   }
+}
+
+function isCachedAnswer(value: unknown): value is CachedAnswer {
+  if (typeof value !== 'object' || value === null) return false;
+  const { answer, excerpts, createdAt } = value as Record<string, unknown>;
+  return typeof answer === 'string' && Number.isFinite(createdAt) && Array.isArray(excerpts) && excerpts.every(isExcerpt);
+}
+
+function isExcerpt(value: unknown): value is Excerpt {
+  if (typeof value !== 'object' || value === null) return false;
+  const { documentId, title, text, score } = value as Record<string, unknown>;
+  return typeof documentId === 'string' && typeof title === 'string' && typeof text === 'string' && Number.isFinite(score);
 }
 
 async function withinDeadline<T>(operation: Promise<T>): Promise<T | typeof STORE_FAILED> {

@@ -181,4 +181,17 @@ describe('KnowledgeBase', () => {
     expect(excerpts[0]).toMatchObject({ documentId: 'circuit-breaker', title: expect.stringMatching(/Half-open/) });
     expect(excerpts[0].text).toMatch(/trial call/);
   });
+
+  it('keeps its version for the same documents and changes it when one is edited (so cached answers are not reused)', async () => {
+    await writeFiles({ 'breaker.md': BREAKER_GUIDE });
+    const first = (await startKnowledgeBase()).version;
+    await moduleRef?.close();
+    const again = (await startKnowledgeBase()).version;
+    await moduleRef?.close();
+    await writeFiles({ 'breaker.md': BREAKER_GUIDE.replace('Five consecutive', 'Three consecutive') });
+    const edited = (await startKnowledgeBase()).version;
+
+    expect(again).toBe(first);
+    expect(edited).not.toBe(first);
+  });
 });

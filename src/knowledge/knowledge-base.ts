@@ -2,6 +2,7 @@ import { CacheableMemory } from '@cacheable/memory';
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import MiniSearch from 'minisearch';
+import { hash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { knowledgeConfig } from '../config/knowledge.config.js';
 import { chunkDocument, type Chunk } from './document-chunker.js';
@@ -46,6 +47,7 @@ export class KnowledgeBase implements OnModuleInit {
   /** By MiniSearch id (the position); the index stores only terms. */
   private chunks: Chunk[] = [];
   private documentCount = 0;
+  private corpusVersion = 'empty';
   /** The index never changes after start-up, so a search is a pure function of (query, topK). */
   private readonly recentSearches = new CacheableMemory({ lruSize: RECENT_SEARCHES, useClone: false });
 
@@ -53,6 +55,11 @@ export class KnowledgeBase implements OnModuleInit {
 
   get size(): { documents: number; excerpts: number } {
     return { documents: this.documentCount, excerpts: this.chunks.length };
+  }
+
+  /** Changes whenever an excerpt does (a document edited, added or removed): answers built on the old ones are not reused. */
+  get version(): string {
+    return this.corpusVersion;
   }
 
   async onModuleInit(): Promise<void> {
@@ -73,6 +80,11 @@ export class KnowledgeBase implements OnModuleInit {
     index.addAll(chunks.map(({ title, text }, id) => ({ id, title, text })));
     this.index = index;
     this.chunks = chunks;
+    this.corpusVersion = hash(
+      'sha256',
+      JSON.stringify(chunks.map(({ documentId, title, text }) => [documentId, title, text])),
+      'base64url',
+    ).slice(0, 16);
     this.recentSearches.clear();
     this.documentCount = loaded.documents.length;
     if (chunks.length === 0) {
