@@ -187,6 +187,34 @@ describe('health with Redis', () => {
   });
 });
 
+describe('a Redis that stops answering with its connection open', () => {
+  it('is noticed: /health shows the cache down, requests are answered without waiting on it, and it comes back', async () => {
+    const replica = await startReplica();
+    await ask(replica.url, newQuestion());
+    redis.pause();
+    try {
+      const down = await eventually(
+        () => get(replica.url, '/health'),
+        (reply) => !cacheIsUp(reply),
+        RECONNECT_DEADLINE_MS,
+      );
+      expect(cacheHealth(down)).toMatchObject({ status: 'down', store: 'redis', message: expect.stringContaining('does not answer') });
+      for (let i = 0; i < 5; i++) {
+        const reply = await ask(replica.url, newQuestion());
+        expect(reply.status).toBe(200);
+        // never queued behind a Redis that will not answer (HTTP_TIMEOUT_MS would cut a request that waited)
+        expect(reply.ms).toBeLessThan(2000);
+      }
+      expect((await fetch(`${replica.url}/health/ready`)).status).toBe(200);
+    } finally {
+      redis.resume();
+    }
+    await eventually(() => get(replica.url, '/health'), cacheIsUp, RECONNECT_DEADLINE_MS);
+    expect(linesContaining(written(), 'Redis does not answer')).toHaveLength(1);
+    expect(linesContaining(written(), 'Redis answers again')).toHaveLength(1);
+  });
+});
+
 describe('Redis dying mid-run', () => {
   it('costs no request its 200 or more than about a second, and is logged once, not once per request', async () => {
     const replica = await startReplica();

@@ -1,9 +1,10 @@
 import { hash } from 'node:crypto';
 import { CACHE_MANAGER, type Cache } from '@nestjs/cache-manager';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
+import { RedisConnection } from './redis-connection.js';
 
 export interface CachedAnswer {
   answer: string;
@@ -58,6 +59,7 @@ export class AnswerCache {
   constructor(
     @Inject(CACHE_MANAGER) private readonly cache: Cache,
     @Inject(cacheConfig.KEY) private readonly config: ConfigType<typeof cacheConfig>,
+    @Optional() private readonly redis?: RedisConnection,
   ) {}
 
   keyFor({ query, topK, model, maxNewTokens, temperature, corpusVersion, promptVersion }: AnswerKey): string {
@@ -70,7 +72,7 @@ export class AnswerCache {
    * in the future, is a miss (the next answer overwrites it): whatever is in a shared Redis is not trusted blindly.
    */
   async lookup(key: string): Promise<CachedAnswer | undefined> {
-    const entry = await withinDeadline(this.cache.get<unknown>(key));
+    const entry = this.storeDown() ? STORE_FAILED : await withinDeadline(this.cache.get<unknown>(key));
     if (entry === STORE_FAILED) {
       this.counts.errors++;
       return undefined;
@@ -88,12 +90,19 @@ export class AnswerCache {
   }
 
   async store(key: string, answer: Omit<CachedAnswer, 'createdAt'>): Promise<void> {
-    const written = await withinDeadline(this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs));
+    const written = this.storeDown()
+      ? STORE_FAILED
+      : await withinDeadline(this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs));
     if (written === STORE_FAILED) this.counts.errors++;
   }
 
   stats(): AnswerCacheStats {
     return { store: this.config.redisUrl ? 'redis' : 'memory', ...this.counts };
+  }
+
+  /** Redis disconnected or not answering: asking it would only wait (or queue) for nothing. */
+  private storeDown(): boolean {
+    return this.redis?.client !== undefined && !this.redis.isReady;
   }
 
   private ageMs(entry: CachedAnswer): number {

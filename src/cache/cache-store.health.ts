@@ -13,6 +13,7 @@ export class CacheStoreHealthIndicator {
   isHealthy(key = 'cache'): HealthIndicatorResult {
     const indicator = this.health.check(key);
     if (!this.redis.client) return indicator.up({ store: 'memory' });
-    return this.redis.isReady ? indicator.up({ store: 'redis' }) : indicator.down({ store: 'redis', message: 'Redis is not connected' });
+    const problem = this.redis.problem;
+    return problem === undefined ? indicator.up({ store: 'redis' }) : indicator.down({ store: 'redis', message: problem });
   }
 }

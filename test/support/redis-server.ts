@@ -43,6 +43,15 @@ export class RedisTestServer {
     this.process = undefined;
   }
 
+  /** SIGSTOP: the connection stays open and nothing answers, like a Redis that hangs. */
+  pause(): void {
+    this.process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.process?.kill('SIGCONT');
+  }
+
   async stop(): Promise<void> {
     await this.kill();
   }
