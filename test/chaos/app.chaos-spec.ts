@@ -16,6 +16,8 @@ const TIMEOUT_MS = 1000;
 const RESET_MS = 800;
 const THRESHOLD = 5;
 const CLIENTS = 50;
+/** Above CLIENTS, so only the scenario that brings more clients meets the bulkhead. */
+const MAX_CONCURRENT = 60;
 /** A waiting request is cut at the time-out; one that waits for two has hit a real fault (a retry, a hang). */
 const MAX_WAIT_MS = 2 * TIMEOUT_MS;
 /** Scheduling on a shared 2-core machine, on top of the reset period and the trial call. */
@@ -59,6 +61,7 @@ describe('chaos: the app under load while the model misbehaves', () => {
     CIRCUIT_BREAKER_FAIL_THRESHOLD: String(THRESHOLD),
     CIRCUIT_BREAKER_TIMEOUT_SECONDS: String(TIMEOUT_MS / 1000),
     CIRCUIT_BREAKER_RESET_TIMEOUT: String(RESET_MS / 1000),
+    CIRCUIT_BREAKER_MAX_CONCURRENT: String(MAX_CONCURRENT),
     SHUTDOWN_DRAIN_SECONDS: '0',
   });
 
@@ -123,14 +126,20 @@ describe('chaos: the app under load while the model misbehaves', () => {
     );
   }
 
-  async function run(scenario: string, fault: Fault, requests: number, question: (i: number) => string = mixed): Promise<LoadReport> {
+  async function run(
+    scenario: string,
+    fault: Fault,
+    requests: number,
+    question: (i: number) => string = mixed,
+    clients = CLIENTS,
+  ): Promise<LoadReport> {
     round++;
     await healthy();
     await eventLoopDelayP99Ms(app.url);
     const rssBefore = await rssBytes(app.process.pid ?? 0);
     const callsBefore = await upstream.calls();
     await upstream.setFault(fault);
-    const report = await load(app.url, requests, CLIENTS, question);
+    const report = await load(app.url, requests, clients, question);
     rows.push({
       scenario,
       report,
@@ -206,8 +215,9 @@ describe('chaos: the app under load while the model misbehaves', () => {
 
   it.each<[string, Fault]>([
     ['500', { kind: 'error500' }],
-    ['503 model loading', { kind: 'loading503', estimatedTimeSeconds: 20 }],
-    ['429 with Retry-After', { kind: 'rateLimited429', retryAfterSeconds: 30 }],
+    // Wait hints hold the circuit open that long: a short one keeps the recovery check within its bound.
+    ['503 model loading', { kind: 'loading503', estimatedTimeSeconds: 1 }],
+    ['429 with Retry-After', { kind: 'rateLimited429', retryAfterSeconds: 1 }],
     ['connection reset', { kind: 'reset' }],
     ['malformed JSON', { kind: 'malformed' }],
     ['truncated body', { kind: 'truncated' }],
@@ -225,6 +235,59 @@ describe('chaos: the app under load while the model misbehaves', () => {
     const report = await run('flapping (every 3rd fails)', { kind: 'flapping', every: 3 }, 1500);
     expect(report.statuses['503'] ?? 0).toBeLessThan(report.requests);
     expect(await circuitState(app.url)).toBe('closed');
+  });
+
+  it('keeps a slow model to the bulkhead under 200 clients and answers the rest at once as overloaded, never a 500', async () => {
+    const report = await run('slow model, 200 clients (bulkhead)', { kind: 'ok', latencyMs: 600 }, 1200, (i) => known(6e6 + i), 200);
+    expect(report.statuses).toEqual({ '200': 1200 });
+    expect((await upstream.stats()).peakInFlight).toBeLessThanOrEqual(MAX_CONCURRENT);
+    expect(report.sources['llm']).toBeGreaterThan(0);
+    expect(report.reasons['overloaded']).toBeGreaterThan(0);
+    expect(await circuitState(app.url)).toBe('closed');
+  });
+
+  it('obeys a 429 with Retry-After: 3 s: one model call, none while it holds, then one trial', async () => {
+    round++;
+    await healthy();
+    await upstream.setFault({ kind: 'rateLimited429', retryAfterSeconds: 3 });
+    const callsBefore = await upstream.calls();
+    const opened = performance.now();
+    expect(await ask(app.url, known(7e6))).toMatchObject({ status: 200, fallbackReason: 'rate_limited' });
+    await upstream.setFault({ kind: 'ok' });
+    // A second of margin before the hint runs out: on a loaded machine a request can take a few hundred ms.
+    for (let i = 1; performance.now() - opened < 2000; i++) {
+      expect(await ask(app.url, known(7e6 + i))).toMatchObject({ status: 200, fallbackReason: 'circuit_open' });
+    }
+    expect(await upstream.calls()).toBe(callsBefore + 1);
+    let i = 0;
+    await until(async () => (await ask(app.url, known(7.5e6 + i++))).servedBy === 'llm', 10_000, 'the trial after the hint');
+    expect(performance.now() - opened).toBeGreaterThanOrEqual(3000);
+    expect(await upstream.calls()).toBe(callsBefore + 2);
+  });
+
+  it('aborts the model calls of clients that disconnect mid-call: the model sees each socket closed, the circuit does not move', async () => {
+    round++;
+    await healthy();
+    await upstream.setFault({ kind: 'hang' });
+    const clients = Array.from({ length: CLIENTS }, () => new AbortController());
+    const requests = clients.map((client, k) =>
+      fetch(`${app.url}/assistant/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: known(8e6 + k) }),
+        signal: client.signal,
+      }).catch(() => 'aborted'),
+    );
+    await until(async () => (await upstream.stats()).inFlight >= CLIENTS, 10_000, 'every call to reach the model');
+    for (const client of clients) client.abort();
+    await Promise.all(requests);
+    await upstream.waitForInFlight(0, 10_000);
+    // Past the time-out: had the calls not been aborted, they would have timed out as failures and opened the circuit.
+    await new Promise((resolve) => setTimeout(resolve, TIMEOUT_MS + 500));
+    const entry = (await (await fetch(`${app.url}/health/circuit-breaker`)).json()) as {
+      details: Record<string, { state: string; failures: number }>;
+    };
+    expect(entry.details['huggingface']).toMatchObject({ state: 'closed', failures: 0 });
   });
 
   it('keeps answering while Redis is killed and restarted mid-run', async () => {

@@ -35,6 +35,7 @@ export interface UpstreamStats {
   calls: number;
   openSockets: number;
   inFlight: number;
+  peakInFlight: number;
   fault: Fault;
 }
 
@@ -98,7 +99,7 @@ export class FakeHfUpstream {
   calls = 0;
   /** TCP connections accepted since start: with keep-alive, far fewer than calls. */
   connections = 0;
-  /** The most chat calls in flight at once since start (or reset). */
+  /** The most chat calls in flight at once since the fault was last set. */
   peakInFlight = 0;
   /** Requests whose response has not finished and whose connection is still up (a hung call stays here). */
   inFlight = 0;
@@ -134,18 +135,24 @@ export class FakeHfUpstream {
   }
 
   get stats(): UpstreamStats {
-    return { calls: this.calls, openSockets: this.openSockets, inFlight: this.inFlight, fault: this.fault };
+    return {
+      calls: this.calls,
+      openSockets: this.openSockets,
+      inFlight: this.inFlight,
+      peakInFlight: this.peakInFlight,
+      fault: this.fault,
+    };
   }
 
   setFault(fault: Fault): void {
     this.fault = fault;
     this.callsSinceFault = 0;
+    this.peakInFlight = this.inFlight;
   }
 
   reset(): void {
     this.setFault(OK);
     this.calls = 0;
-    this.peakInFlight = this.inFlight;
     this.lastRequest = undefined;
   }
 

@@ -7,12 +7,15 @@ export interface Outcome {
   servedBy: string;
   latencyMs: number;
   circuitState?: string;
+  fallbackReason?: string;
 }
 
 export interface LoadReport {
   requests: number;
   statuses: Record<string, number>;
   sources: Record<string, number>;
+  /** Degraded answers by fallbackReason. */
+  reasons: Record<string, number>;
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
@@ -22,6 +25,7 @@ export interface LoadReport {
 interface Answer {
   source?: string;
   degraded?: boolean;
+  fallbackReason?: string | null;
   circuit?: { state?: string };
 }
 
@@ -39,7 +43,13 @@ export async function ask(url: string, query: string): Promise<Outcome> {
     const body = (await response.json()) as Answer;
     const servedBy =
       response.status === 200 ? `${body.source}${body.degraded && body.source === 'cache' ? ' (stale)' : ''}` : String(response.status);
-    return { status: response.status, servedBy, latencyMs, circuitState: body.circuit?.state };
+    return {
+      status: response.status,
+      servedBy,
+      latencyMs,
+      circuitState: body.circuit?.state,
+      ...(body.fallbackReason ? { fallbackReason: body.fallbackReason } : {}),
+    };
   } catch {
     return { status: 0, servedBy: 'dropped', latencyMs: performance.now() - sent };
   }
@@ -67,6 +77,7 @@ export async function load(url: string, total: number, concurrency: number, ques
     requests: outcomes.length,
     statuses: tally((o) => String(o.status)),
     sources: tally((o) => o.servedBy),
+    reasons: Object.fromEntries(Object.entries(tally((o) => o.fallbackReason ?? '')).filter(([reason]) => reason !== '')),
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     maxMs: latencies[latencies.length - 1] ?? Number.NaN,
