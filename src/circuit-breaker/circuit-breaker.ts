@@ -207,11 +207,15 @@ export class CircuitBreaker {
 
   private runWithTimeout<T>(task: Task<T>, callerSignal?: AbortSignal): Promise<T> {
     const controller = new AbortController();
-    const signal = callerSignal ? AbortSignal.any([controller.signal, callerSignal]) : controller.signal;
+    // The caller's abort is forwarded by hand: AbortSignal.any would keep both signals for a finaliser to clean up.
+    const forwardCallerAbort = () => controller.abort(callerSignal?.reason);
+    callerSignal?.addEventListener('abort', forwardCallerAbort, { once: true });
+    const signal = controller.signal;
     return new Promise<T>((resolve, reject) => {
       const settle = () => {
         clearTimeout(timer);
         this.inFlight.delete(abort);
+        callerSignal?.removeEventListener('abort', forwardCallerAbort);
       };
       const abort: AbortInFlight = (reason) => {
         settle();
