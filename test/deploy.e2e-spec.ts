@@ -54,8 +54,14 @@ const CONTRACT_VARIABLES_FALLBACK: readonly string[] = [
   'KNOWLEDGE_DIR',
   'ASSISTANT_MAX_QUERY_LENGTH',
 ];
+/** Rows of the contract's "Variables the open issues add" that the app has shipped: the ConfigMap sets them too. */
+const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
+  'CIRCUIT_BREAKER_MAX_CONCURRENT',
+  'CIRCUIT_BREAKER_MAX_OPEN_SECONDS',
+  'CIRCUIT_BREAKER_RESET_BACKOFF',
+];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too. */
-const EXTRA_VARIABLES: readonly string[] = ['SHUTDOWN_DRAIN_SECONDS', 'LOG_LEVEL', 'NODE_ENV'];
+const EXTRA_VARIABLES: readonly string[] = ['SHUTDOWN_DRAIN_SECONDS', 'LOG_LEVEL', 'NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];
 const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 const CONTRACT_PATH = join(ROOT, '../shared/CONTRACT.md');
@@ -87,6 +93,11 @@ function sectionOf(markdown: string, heading: string): string {
 }
 
 const CONFIG_VARIABLES: readonly string[] = contractText === undefined ? CONTRACT_VARIABLES_FALLBACK : contractVariables(contractText);
+
+/** Backticked names in the first column of the contract's "Variables the open issues add" table. */
+function promisedVariables(markdown: string): string[] {
+  return [...sectionOf(markdown, 'Variables the open issues add').matchAll(/^\|\s*`([A-Z][A-Z0-9_]*)`/gm)].map((match) => match[1] ?? '');
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The app's own health routes, read from the controller's route metadata (not retyped here).
@@ -472,6 +483,16 @@ function panelTitled(title: string): unknown {
 
 describe('deployment artefacts', () => {
   describe('the configuration variables', () => {
+    it('the promised variables the app ships are rows of the contract’s "Variables the open issues add", with its defaults', () => {
+      if (contractText !== undefined)
+        expect(promisedVariables(contractText)).toEqual(expect.arrayContaining([...SHIPPED_PROMISED_VARIABLES]));
+      expect(validateEnvironment({})).toMatchObject({
+        CIRCUIT_BREAKER_MAX_CONCURRENT: 100,
+        CIRCUIT_BREAKER_MAX_OPEN_SECONDS: 300,
+        CIRCUIT_BREAKER_RESET_BACKOFF: 1,
+      });
+    });
+
     it('the fallback list of contract variables is identical to the Configuration table of shared/CONTRACT.md when that file is beside the repo', () => {
       if (contractText === undefined) {
         // A fresh clone without shared/ beside it: the kept list is all there is to check against.
@@ -673,7 +694,7 @@ describe('deployment artefacts', () => {
   });
 
   describe('the ConfigMap', () => {
-    it('sets every variable of the contract except HF_TOKEN, plus SHUTDOWN_DRAIN_SECONDS, LOG_LEVEL and NODE_ENV=production', () => {
+    it('sets every variable of the contract except HF_TOKEN, the promised ones shipped, SHUTDOWN_DRAIN_SECONDS, LOG_LEVEL and NODE_ENV=production', () => {
       const expected = [...CONFIG_VARIABLES.filter((name) => name !== 'HF_TOKEN'), ...EXTRA_VARIABLES].sort();
       expect(Object.keys(configData).sort()).toEqual(expected);
       expect(configData).not.toHaveProperty('HF_TOKEN');

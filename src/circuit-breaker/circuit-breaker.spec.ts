@@ -724,12 +724,23 @@ describe('CircuitBreaker', () => {
       await call.settled;
     });
 
-    it('calls no task after shutdown', async () => {
+    it('calls no task after shutdown, and says so: the state reads open', async () => {
       const breaker = breakerWith();
       breaker.shutdown();
       const task = jest.fn(ok);
-      await rejectionOf(breaker.fire(task));
+      expect(await rejectionOf(breaker.fire(task))).toBeInstanceOf(CircuitOpenError);
       expect(task).not.toHaveBeenCalled();
+      expect(breaker.state).toBe('open');
+    });
+
+    it('ends a call still in flight without counting it either way', async () => {
+      const breaker = breakerWith();
+      const call = track(breaker.fire(never));
+      breaker.shutdown();
+      expect(await rejectionOf(call.settled.then((o) => (o.status === 'rejected' ? Promise.reject(o.reason) : o)))).toMatchObject({
+        name: 'BreakerShutdownError',
+      });
+      expect(breaker.snapshot()).toMatchObject({ failures: 0, stats: { failures: 0, successes: 0 }, inFlight: 0 });
     });
   });
 
