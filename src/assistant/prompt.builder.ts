@@ -21,7 +21,7 @@ function numbered(excerpts: readonly Excerpt[]): string {
   return excerpts.map((excerpt, i) => `[${i + 1}] ${excerpt.title}\n${excerpt.text}`).join('\n\n');
 }
 
-/** The prompt laid out around placeholders: any change to the instruction or the layout changes it. */
+/** The prompt laid out around placeholders: a change to the instruction or the layout changes it. */
 const SAMPLE_PROMPT = buildPrompt('{question}', [{ documentId: '{id}', title: '{title}', text: '{text}', score: 0 }]);
 
 /** Part of every cache key, so answers made with an earlier prompt are not served for this one. */

@@ -32,7 +32,7 @@ export class CallTimeoutError extends Error {
 /** The breaker refused the call because its bulkhead is full: too many calls in flight. Not the upstream's fault. */
 export class BulkheadFullError extends Error {
   readonly code = 'EBULKHEAD';
-  /** A slot frees as soon as any call in flight ends. */
+  /** A slot frees the moment one of the calls in flight ends. */
   readonly retryAfterSeconds = 1;
 
   constructor(

@@ -8,6 +8,7 @@ import { UseCircuitBreaker } from './circuit-breaker.decorator.js';
 import { CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
 import { CircuitBreakerModule } from './circuit-breaker.module.js';
 import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
+import { TEST_BREAKER_CONFIG } from '../../test/support/breaker-config.js';
 
 // The wrapping is tested once, here, through a real Nest module; services elsewhere are tested unwrapped.
 
@@ -111,16 +112,7 @@ class HandDecoratedProvider {
 UseCircuitBreaker()(HandDecoratedProvider.prototype, 'call', Object.getOwnPropertyDescriptor(HandDecoratedProvider.prototype, 'call')!);
 Injectable()(HandDecoratedProvider);
 
-const CONFIG = {
-  enabled: true,
-  name: 'huggingface',
-  failureThreshold: 2,
-  timeoutMs: 1_000,
-  resetTimeoutMs: 10_000,
-  maxOpenMs: 300_000,
-  resetBackoff: 1,
-  maxConcurrent: 100,
-};
+const CONFIG = TEST_BREAKER_CONFIG;
 
 describe('CircuitBreakerExplorer with @UseCircuitBreaker()', () => {
   let moduleRef: TestingModule | undefined;

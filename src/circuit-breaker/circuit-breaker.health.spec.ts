@@ -6,17 +6,9 @@ import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
 import { CircuitBreakerModule } from './circuit-breaker.module.js';
 import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
+import { TEST_BREAKER_CONFIG } from '../../test/support/breaker-config.js';
 
-const CONFIG = {
-  enabled: true,
-  name: 'huggingface',
-  failureThreshold: 2,
-  timeoutMs: 1_000,
-  resetTimeoutMs: 10_000,
-  maxOpenMs: 300_000,
-  resetBackoff: 1,
-  maxConcurrent: 100,
-};
+const CONFIG = TEST_BREAKER_CONFIG;
 const START = new Date('2030-01-01T00:00:00.000Z');
 
 const fail = () => Promise.reject(new Error('upstream down'));

@@ -3,6 +3,7 @@ import { Logger } from '@nestjs/common';
 import fc from 'fast-check';
 import { CircuitBreaker, type CircuitBreakerOptions, type FailureVerdict } from './circuit-breaker.js';
 import { BulkheadFullError, CircuitOpenError } from './circuit-breaker.errors.js';
+import { propertyRunParameters } from '../../test/support/fast-check-replay.js';
 
 // Model-based test: random interleavings of call starts, outcomes, client aborts and clock steps, run against the
 // real CircuitBreaker on Jest's fake clock and against a small reference model of the contract's state machine;
@@ -16,14 +17,7 @@ type Admission = 'run' | 'refused' | 'overloaded';
 type Ending =
   { kind: 'success' } | { kind: 'rejected' } | { kind: 'abandoned' } | { kind: 'failure'; opensAtOnce?: boolean; holdMs?: number };
 
-interface Config {
-  failureThreshold: number;
-  timeoutMs: number;
-  resetTimeoutMs: number;
-  maxOpenMs: number;
-  resetBackoff: number;
-  maxConcurrent: number;
-}
+type Config = Omit<CircuitBreakerOptions, 'enabled'>;
 
 interface ModelCall {
   id: number;
@@ -277,11 +271,7 @@ describe('CircuitBreaker against a reference model of the contract', () => {
         jest.setSystemTime(START);
         await runScenario(cfg, steps);
       }),
-      {
-        numRuns: Number(process.env['FC_RUNS'] ?? 2000),
-        ...(process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {}),
-        ...(process.env['FC_PATH'] ? { path: process.env['FC_PATH'] } : {}),
-      },
+      propertyRunParameters(2000),
     );
   }, 120_000);
 });

@@ -1,20 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
-import type { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { CircuitOpenError } from './circuit-breaker.errors.js';
 import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
+import { TEST_BREAKER_CONFIG } from '../../test/support/breaker-config.js';
 
-const CONFIG: ConfigType<typeof circuitBreakerConfig> = {
-  enabled: true,
-  name: 'huggingface',
-  failureThreshold: 2,
-  timeoutMs: 1_000,
-  resetTimeoutMs: 10_000,
-  maxOpenMs: 300_000,
-  resetBackoff: 1,
-  maxConcurrent: 100,
-};
+const CONFIG = TEST_BREAKER_CONFIG;
 
 const fail = () => Promise.reject(new Error('upstream down'));
 

@@ -45,6 +45,9 @@ class BadRequest extends Error {}
 const upstreamDown = () => Promise.reject(new UpstreamDown('503'));
 const ok = () => Promise.resolve('ok');
 const never = () => new Promise<never>(() => undefined);
+/** I/O that honours its signal: it ends only when the call is aborted. */
+const untilAborted = (signal: AbortSignal) =>
+  new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(new Error('gone'))));
 const isOutage = (error: unknown): FailureVerdict => (error instanceof BadRequest ? { counts: false } : { counts: true });
 
 const START = new Date('2030-01-01T00:00:00.000Z');
@@ -745,7 +748,8 @@ describe('CircuitBreaker', () => {
   });
 
   describe('outcomes of calls that started before the last state change (never change the state)', () => {
-    it('a slow success that lands during the half-open trial does not close the circuit; the trial decides', async () => {
+    /** A call that starts while closed and outlives the opening, then the half-open trial, both still running. */
+    async function slowCallDuringTrial() {
       const breaker = breakerWith({ timeoutMs: 60_000 });
       const slow = deferred<string>();
       const slowCall = track(breaker.fire(() => slow.promise));
@@ -753,6 +757,11 @@ describe('CircuitBreaker', () => {
       await jest.advanceTimersByTimeAsync(30_000);
       const trial = deferred<string>();
       const trialCall = track(breaker.fire(() => trial.promise));
+      return { breaker, slow, slowCall, trial, trialCall };
+    }
+
+    it('a slow success that lands during the half-open trial does not close the circuit; the trial decides', async () => {
+      const { breaker, slow, slowCall, trial, trialCall } = await slowCallDuringTrial();
       slow.resolve('late');
       await slowCall.settled;
       expect(breaker.state).toBe('half_open');
@@ -762,13 +771,7 @@ describe('CircuitBreaker', () => {
     });
 
     it('a slow failure that lands during the trial does not re-open it; the trial’s success closes it', async () => {
-      const breaker = breakerWith({ timeoutMs: 60_000 });
-      const slow = deferred<string>();
-      const slowCall = track(breaker.fire(() => slow.promise));
-      await failTimes(breaker, 5);
-      await jest.advanceTimersByTimeAsync(30_000);
-      const trial = deferred<string>();
-      const trialCall = track(breaker.fire(() => trial.promise));
+      const { breaker, slow, slowCall, trial, trialCall } = await slowCallDuringTrial();
       slow.reject(new UpstreamDown('503'));
       await slowCall.settled;
       expect(breaker.state).toBe('half_open');
@@ -794,7 +797,7 @@ describe('CircuitBreaker', () => {
       await jest.advanceTimersByTimeAsync(30_000);
       const client = new AbortController();
       const abandoned = track(
-        breaker.fire((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('gone')))), {
+        breaker.fire(untilAborted, {
           signal: client.signal,
         }),
       );
@@ -847,7 +850,7 @@ describe('CircuitBreaker', () => {
       await timedOut.settled;
       const client = new AbortController();
       const gone = track(
-        breaker.fire((signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('gone')))), {
+        breaker.fire(untilAborted, {
           signal: client.signal,
         }),
       );
