@@ -79,7 +79,10 @@ describe('a client that disconnects', () => {
     // far sooner than the 30 s time-out: the app closed the socket to the model
     await upstream.waitForInFlight(0, 5000);
     const entry = (await getHealth(testApp.url, '/circuit-breaker')).body.details['huggingface'];
-    expect(entry).toMatchObject({ state: 'closed', failures: 0, inFlight: 0, stats: { failures: 0, timeouts: 0 } });
+    expect(entry).toMatchObject({ state: 'closed', failures: 0, inFlight: 0, stats: { failures: 0, timeouts: 0, fallbacks: 0 } });
+    // no answer was built for nobody, so none is counted as served
+    const metrics = await (await fetch(`${testApp.url}/metrics`)).text();
+    expect(metrics).not.toMatch(/^assistant_answers_total\{.*\} [1-9]/m);
     upstream.setFault({ kind: 'ok' });
     const next = await ask<AnswerBody>(testApp.url, { query: KNOWN[1] });
     expect(next.body.source).toBe('llm');

@@ -12,6 +12,7 @@ import { AssistantController } from './assistant.controller.js';
 import { AssistantService } from './assistant.service.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
 import { UpstreamUnavailableFilter } from './upstream-unavailable.filter.js';
+import { ClientGoneFilter } from './client-gone.filter.js';
 
 @Module({
   imports: [
@@ -24,6 +25,11 @@ import { UpstreamUnavailableFilter } from './upstream-unavailable.filter.js';
     MetricsModule,
   ],
   controllers: [AssistantController],
-  providers: [AssistantService, MaxQueryLengthPipe, { provide: APP_FILTER, useClass: UpstreamUnavailableFilter }],
+  providers: [
+    AssistantService,
+    MaxQueryLengthPipe,
+    { provide: APP_FILTER, useClass: UpstreamUnavailableFilter },
+    { provide: APP_FILTER, useClass: ClientGoneFilter },
+  ],
 })
 export class AssistantModule {}

@@ -61,6 +61,8 @@ export class AssistantService {
       await this.cache.store(key, { answer: generation.text, excerpts });
       return this.fromModel(generation.text, excerpts);
     } catch (error) {
+      // The caller left: no fallback to build, nothing to count as served.
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : error;
       outage = this.describeOutage(error);
     }
 

@@ -66,8 +66,7 @@ class ReferenceCircuit {
       if (ending.kind === 'failure') {
         this.failures++;
         this.failedTrials++;
-        const period = Math.min(this.config.maxOpenMs, this.config.resetTimeoutMs * this.config.resetBackoff ** this.failedTrials);
-        this.open(now, period, ending.holdMs);
+        this.open(now, this.periodAfterFailedTrials(), ending.holdMs);
       } else {
         this.failures = 0;
         this.failedTrials = 0;
@@ -86,6 +85,14 @@ class ReferenceCircuit {
   /** Calls whose time-out falls in (now, until], earliest first (ties in start order, as timers fire). */
   timeoutsUntil(until: number): ModelCall[] {
     return this.inFlight.filter((c) => c.deadline <= until).sort((a, b) => a.deadline - b.deadline || a.id - b.id);
+  }
+
+  /** Backoff per failed trial; jitter (fixed at its middle here: random 0.5) is ±10 % below the cap, -5 % at it. */
+  private periodAfterFailedTrials(): number {
+    const { resetTimeoutMs, resetBackoff, maxOpenMs } = this.config;
+    if (resetBackoff === 1) return resetTimeoutMs;
+    const grown = resetTimeoutMs * resetBackoff ** this.failedTrials;
+    return grown >= maxOpenMs ? maxOpenMs * 0.95 : grown;
   }
 
   private open(now: number, periodMs: number, holdMs = 0): void {

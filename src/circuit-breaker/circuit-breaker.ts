@@ -160,8 +160,8 @@ export class CircuitBreaker {
    */
   retryAfterSeconds(upstreamHintSeconds?: number): number {
     const next = this.nextAttemptAt();
-    const seconds = next !== undefined ? Math.ceil((next - Date.now()) / 1000) : (upstreamHintSeconds ?? 1);
-    return Math.min(Math.max(1, Math.ceil(this.options.maxOpenMs / 1000)), Math.max(1, seconds));
+    const seconds = next !== undefined ? (next - Date.now()) / 1000 : (upstreamHintSeconds ?? 1);
+    return Math.min(Math.max(1, Math.ceil(this.options.maxOpenMs / 1000)), Math.max(1, Math.ceil(seconds)));
   }
 
   snapshot(): CircuitBreakerSnapshot {
@@ -193,16 +193,17 @@ export class CircuitBreaker {
 
   private async run<T>(task: Task<T>, ticket: Ticket, options: GuardedCallOptions): Promise<T> {
     const startedAt = performance.now();
+    let result: T;
     try {
-      const result = await this.runWithTimeout(task, options.signal);
-      this.record(ticket, { kind: 'success' }, performance.now() - startedAt);
-      return result;
+      result = await this.runWithTimeout(task, options.signal);
     } catch (error) {
       this.record(ticket, this.outcomeOf(error, options), performance.now() - startedAt);
       throw error;
     } finally {
       this.bulkhead.release();
     }
+    this.record(ticket, { kind: 'success' }, performance.now() - startedAt);
+    return result;
   }
 
   private runWithTimeout<T>(task: Task<T>, callerSignal?: AbortSignal): Promise<T> {
@@ -236,8 +237,9 @@ export class CircuitBreaker {
 
   /** What the call's error means for the circuit. */
   private outcomeOf(error: unknown, options: GuardedCallOptions): CallOutcome {
-    if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
+    // First: a caller that left proves nothing, even if the task then ran into the time-out.
     if (options.signal?.aborted || error instanceof BreakerShutdownError) return { kind: 'abandoned' };
+    if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
     let verdict: FailureVerdict;
     try {
       verdict = (options.classify ?? everyErrorIsAFailure)(error);

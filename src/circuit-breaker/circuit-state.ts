@@ -148,12 +148,16 @@ export class CircuitStateMachine {
     this.open(now, this.backedOffPeriod(), outcome.holdOpenMs);
   }
 
-  /** The reset period grown by the backoff for each failed trial, capped, with jitter so replicas do not probe in step. */
+  /**
+   * The reset period grown by the backoff for each failed trial, with ±10 % jitter so replicas do not probe in
+   * step; at the cap the jitter only shortens it, or every replica would wait exactly the cap again.
+   */
   private backedOffPeriod(): number {
     const { resetTimeoutMs, resetBackoff, maxOpenMs } = this.policy;
     if (resetBackoff <= 1) return resetTimeoutMs;
-    const grown = Math.min(maxOpenMs, resetTimeoutMs * resetBackoff ** this.failedTrials);
-    return grown * (1 - JITTER + 2 * JITTER * this.random());
+    const grown = resetTimeoutMs * resetBackoff ** this.failedTrials;
+    if (grown >= maxOpenMs) return maxOpenMs * (1 - JITTER * this.random());
+    return Math.min(maxOpenMs, grown * (1 - JITTER + 2 * JITTER * this.random()));
   }
 
   private open(now: number, periodMs: number, holdOpenMs = 0): void {

@@ -188,6 +188,12 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
     const shown = firstError.property === 'HF_TOKEN' ? '' : ` (got "${withoutPassword(String(raw[firstError.property]))}")`;
     throw new InvalidEnvironmentError(firstError.property, `${problem.replace(`${firstError.property} `, '')}${shown}`);
   }
+  if (env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS < env.CIRCUIT_BREAKER_RESET_TIMEOUT) {
+    throw new InvalidEnvironmentError(
+      'CIRCUIT_BREAKER_MAX_OPEN_SECONDS',
+      `must be at least CIRCUIT_BREAKER_RESET_TIMEOUT (${env.CIRCUIT_BREAKER_RESET_TIMEOUT})`,
+    );
+  }
   if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
     throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
   }
@@ -196,7 +202,7 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
 
 /** A URL's password never reaches a log line: `redis://user:secret@host` is shown as `redis://user:***@host`. */
 function withoutPassword(value: string): string {
-  return value.replace(/(\/\/[^/:@\s]*:)[^@\s]*@/, '$1***@');
+  return value.replace(/^([a-z][\w+.-]*:\/\/[^/:@]*:).*@/is, '$1***@');
 }
 
 /** The validated environment as this process sees it now (env files are merged in by ConfigModule first). */

@@ -23,6 +23,76 @@ function foreignError(name: string, message: string, cause?: unknown): Error {
 }
 
 describe('classifyUpstreamError', () => {
+  describe('a 4xx that blames the deployment, not the prompt (every request fails alike)', () => {
+    it.each<[string, number, UpstreamBody]>([
+      ['TGI’s template error', 422, { error: 'Template error: template not found', error_type: 'template_error' }],
+      [
+        'TGI: max_new_tokens alone at or over the total limit',
+        422,
+        {
+          error:
+            'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 12 `inputs` tokens and 8192 `max_new_tokens`',
+          error_type: 'validation',
+        },
+      ],
+      [
+        'TGI’s declared max_new_tokens limit',
+        422,
+        { error: 'Input validation error: `max_new_tokens` must be <= 2048. Given: 4096', error_type: 'validation' },
+      ],
+      [
+        'vLLM: the completion alone over the context length',
+        400,
+        {
+          error: {
+            message:
+              "This model's maximum context length is 4096 tokens. However, you requested 8292 tokens (100 in the messages, 8192 in the completion). Please reduce the length of the messages or completion.",
+            type: 'BadRequestError',
+          },
+        },
+      ],
+      [
+        'an OpenAI-style max_tokens over the model’s completion limit',
+        400,
+        {
+          error: {
+            message: 'max_tokens is too large: 8192. This model supports at most 4096 completion tokens, whereas you provided 8192.',
+            type: 'invalid_request_error',
+          },
+        },
+      ],
+    ])('opens the circuit at once for %s', (_case, status, body) => {
+      const error = classifyUpstreamError(httpError(status, body));
+      expect(error).toBeInstanceOf(ModelCallFailedError);
+      expect(modelFailureVerdict(error)).toMatchObject({ counts: true, opensAtOnce: true, status });
+    });
+
+    it.each<[string, UpstreamBody]>([
+      [
+        'TGI: this prompt’s tokens plus max_new_tokens over the limit',
+        {
+          error:
+            'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens and 200 `max_new_tokens`',
+          error_type: 'validation',
+        },
+      ],
+      [
+        'vLLM: this prompt too long for the context',
+        {
+          error: {
+            message:
+              "This model's maximum context length is 4096 tokens. However, you requested 4296 tokens (4096 in the messages, 200 in the completion).",
+            type: 'BadRequestError',
+          },
+        },
+      ],
+    ])('leaves %s to this request: it counts neither way', (_case, body) => {
+      const error = classifyUpstreamError(httpError(422, body));
+      expect(error).toBeInstanceOf(ModelRequestRejectedError);
+      expect(modelFailureVerdict(error)).toEqual({ counts: false });
+    });
+  });
+
   describe('an HTTP error answer', () => {
     it('names the bare status when a 503 carries no message at all', () => {
       const error = classifyUpstreamError(httpError(503, {}));

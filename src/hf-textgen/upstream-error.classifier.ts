@@ -7,11 +7,34 @@ const REQUEST_SPECIFIC_STATUSES = new Set([400, 413, 422]);
 /** Statuses that fail every request until someone acts: credentials, credits, permissions, an unknown model. */
 const EVERY_REQUEST_STATUSES = new Set([401, 402, 403, 404]);
 /**
- * 4xx bodies that blame the deployment, not the prompt: TGI's "Template error" (the model has no chat template)
- * and a `max_new_tokens` / `max_tokens` over the model's own limit (HF_MAX_NEW_TOKENS), as opposed to the
- * prompt's tokens plus max_new_tokens being too many, which is this request's fault.
+ * 4xx bodies that blame the deployment, not the prompt: TGI's "Template error" (the model has no chat template),
+ * and a completion budget (HF_MAX_NEW_TOKENS) that the model could not grant even to an empty prompt.
  */
-const WHOLE_SERVICE_MESSAGES = [/template error/i, /^(?!.*\binputs\b).*\bmax_(new_)?tokens`?\s+must be\s+(<=|less than|at most)/i];
+const TEMPLATE_ERROR = /template error/i;
+
+/** The token limit and the completion tokens asked for, from the wordings of TGI, vLLM and OpenAI-style servers. */
+function tokenBudget(message: string): { limit: number; completion: number } | undefined {
+  // TGI: "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 12 `inputs` tokens and 8192 `max_new_tokens`"
+  const tgi = /must be <= (\d+)\. Given: \d+ `inputs` tokens and (\d+) `max_new_tokens`/.exec(message);
+  if (tgi) return { limit: Number(tgi[1]), completion: Number(tgi[2]) };
+  // TGI (declared): "`max_new_tokens` must be <= 2048. Given: 4096"
+  const tgiMaxNew = /`?max_new_tokens`? must be <= (\d+)\. Given: (\d+)/.exec(message);
+  if (tgiMaxNew) return { limit: Number(tgiMaxNew[1]), completion: Number(tgiMaxNew[2]) };
+  // vLLM: "maximum context length is 4096 tokens. However, you requested 8292 tokens (100 in the messages, 8192 in the completion)"
+  const vllm = /maximum context length is (\d+) tokens.*?(\d+) in the completion/s.exec(message);
+  if (vllm) return { limit: Number(vllm[1]), completion: Number(vllm[2]) };
+  // OpenAI-style: "max_tokens is too large: 8192. This model supports at most 4096 completion tokens"
+  const openai = /max_tokens is too large: (\d+)\. This model supports at most (\d+)/.exec(message);
+  if (openai) return { limit: Number(openai[2]), completion: Number(openai[1]) };
+  return undefined;
+}
+
+/** Every request fails alike: the model has no chat template, or the completion budget alone exceeds its limit. */
+function blamesTheDeployment(message: string): boolean {
+  if (TEMPLATE_ERROR.test(message)) return true;
+  const budget = tokenBudget(message);
+  return budget !== undefined && budget.completion >= budget.limit;
+}
 
 /**
  * Turns whatever the HF client threw into one of our errors. `headers` are the upstream response's,
@@ -37,7 +60,7 @@ export function classifyUpstreamError(
 function classifyHttpError(error: InferenceClientProviderApiError, headers?: Headers): ModelCallFailedError | ModelRequestRejectedError {
   const { status, body } = error.httpResponse;
   const detail = upstreamMessage(body) ?? `HTTP ${status}`;
-  const wholeService = isModelNotSupported(body) || WHOLE_SERVICE_MESSAGES.some((pattern) => pattern.test(detail));
+  const wholeService = isModelNotSupported(body) || blamesTheDeployment(detail);
   if (REQUEST_SPECIFIC_STATUSES.has(status) && !wholeService) {
     return new ModelRequestRejectedError(status, `The model rejected this request (${status}): ${detail}`);
   }

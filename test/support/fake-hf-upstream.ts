@@ -51,8 +51,12 @@ const TGI_ERRORS = {
   payloadTooLarge: [413, 'Payload Too Large: request body exceeds the 2000000 bytes limit', 'validation'],
   /** A model without a chat template: every chat request fails alike. */
   templateError: [422, 'Template error: template not found', 'template_error'],
-  /** HF_MAX_NEW_TOKENS above the model's own limit: every request fails alike. */
-  tokenLimit: [422, 'Input validation error: `max_new_tokens` must be <= 2048. Given: 4096', 'validation'],
+  /** HF_MAX_NEW_TOKENS above the model's own limit (as TGI words it): every request fails alike, whatever its prompt. */
+  tokenLimit: [
+    422,
+    'Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 12 `inputs` tokens and 8192 `max_new_tokens`',
+    'validation',
+  ],
   requestTimeout: [408, 'Request timed out while waiting for a generation slot', 'timeout'],
 } as const satisfies Record<string, readonly [number, string, string]>;
 
