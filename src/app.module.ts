@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
+import { AccessModule } from './access/access.module.js';
 import { AssistantModule } from './assistant/assistant.module.js';
 import { CircuitBreakerModule } from './circuit-breaker/circuit-breaker.module.js';
 import { appConfig } from './config/app.config.js';
@@ -12,6 +13,7 @@ import { LoggingModule } from './logging/logging.module.js';
   imports: [
     ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }),
     LoggingModule,
+    AccessModule,
     CircuitBreakerModule,
     AssistantModule,
     HealthModule,

@@ -21,6 +21,7 @@ interface Schema {
 
 interface Operation {
   requestBody?: { content: Record<string, { schema: Schema }> };
+  security?: Array<Record<string, string[]>>;
   responses: Record<string, { headers?: Record<string, { schema: Schema }>; content?: Record<string, { schema: Schema }> }>;
 }
 
@@ -28,12 +29,12 @@ interface OpenApiDocument {
   openapi: string;
   info: { title: string; version: string };
   paths: Record<string, Record<string, Operation>>;
-  components: { schemas: Record<string, Schema> };
+  components: { schemas: Record<string, Schema>; securitySchemes?: Record<string, Record<string, string>> };
 }
 
 /** The contract's routes and the statuses it promises for each (CONTRACT.md). */
 const CONTRACT_ROUTES: Array<[method: string, path: string, statuses: string[]]> = [
-  ['post', '/assistant/query', ['200', '400', '413', '415', '503']],
+  ['post', '/assistant/query', ['200', '400', '401', '413', '415', '503']],
   ['get', '/health/live', ['200']],
   ['get', '/health/ready', ['200', '503']],
   ['get', '/health/circuit-breaker', ['200', '503']],
@@ -113,6 +114,14 @@ describe('GET /docs/json', () => {
 
   it.each(CONTRACT_ROUTES)('lists %s %s with the status codes the contract promises', (method, path, statuses) => {
     expect(Object.keys(operation(method, path).responses).sort()).toEqual(statuses);
+  });
+
+  it('documents the two ways to send an API key, and that the answer route takes either', () => {
+    expect(document.components.securitySchemes).toMatchObject({
+      bearer: { type: 'http', scheme: 'bearer' },
+      'x-api-key': { type: 'apiKey', in: 'header', name: 'x-api-key' },
+    });
+    expect(operation('post', '/assistant/query').security).toEqual(expect.arrayContaining([{ bearer: [] }, { 'x-api-key': [] }]));
   });
 
   it('documents the Retry-After header of the 503 as an integer of seconds', () => {

@@ -1,10 +1,13 @@
 import { applyDecorators } from '@nestjs/common';
 import {
   ApiBadRequestResponse,
+  ApiBearerAuth,
   ApiOkResponse,
   ApiOperation,
   ApiPayloadTooLargeResponse,
+  ApiSecurity,
   ApiServiceUnavailableResponse,
+  ApiUnauthorizedResponse,
   ApiUnsupportedMediaTypeResponse,
 } from '@nestjs/swagger';
 import { AssistantAnswerDto, ErrorResponseDto, UpstreamUnavailableDto } from './assistant-answer.dto.js';
@@ -19,6 +22,12 @@ export function ApiAnswerResponses(): MethodDecorator {
         'while the model is unavailable, the excerpts alone, and only with nothing left, 503 with Retry-After.',
     }),
     ApiOkResponse({ type: AssistantAnswerDto, description: 'An answer; `degraded: true` when the model did not give it' }),
+    ApiBearerAuth(),
+    ApiSecurity('x-api-key'),
+    ApiUnauthorizedResponse({
+      type: ErrorResponseDto,
+      description: 'With ASSISTANT_API_KEYS set: no key, or a wrong one (header WWW-Authenticate: Bearer)',
+    }),
     ApiBadRequestResponse({
       type: ErrorResponseDto,
       description:

@@ -125,6 +125,20 @@ describe('validateEnvironment', () => {
     expect(error.message).toContain(':***@');
   });
 
+  it('accepts API keys given plain or as sha256:<hex>, comma-separated', () => {
+    const keys = `alpha-key, sha256:${'ab'.repeat(32)} ,beta-key`;
+    expect(validateEnvironment({ ASSISTANT_API_KEYS: keys }).ASSISTANT_API_KEYS).toBe(keys);
+  });
+
+  it.each(['sha256:abc', `sha256:${'zz'.repeat(32)}`, 'key with spaces', 'alpha,,beta'])(
+    'rejects ASSISTANT_API_KEYS=%j naming the variable, never showing its value',
+    (value) => {
+      const error = rejectionOf({ ASSISTANT_API_KEYS: value });
+      expect(error.variable).toBe('ASSISTANT_API_KEYS');
+      expect(error.message).not.toContain(value);
+    },
+  );
+
   it('never echoes the HF token in its message', () => {
     // A token cannot be invalid as a string, so force the failure on a later variable and check nothing leaks.
     const error = rejectionOf({ HF_TOKEN: 'hf_secret_value', PORT: 'x' });

@@ -42,6 +42,11 @@ const ToBoolean = () =>
     return BOOLEAN_WORDS[String(raw).trim().toLowerCase()] ?? raw;
   });
 
+const API_KEY = '(?:sha256:[0-9a-fA-F]{64}|(?!sha256:)[^,\\s]+)';
+const API_KEYS_PATTERN = new RegExp(`^\\s*${API_KEY}(?:\\s*,\\s*${API_KEY})*\\s*$`);
+/** Variables whose value is a secret: an error names them but never shows the value. */
+const SECRET_VARIABLES = new Set(['HF_TOKEN', 'ASSISTANT_API_KEYS']);
+
 /** An empty number (`PORT=`) is an error, not 0: implicit conversion would make it 0 (a random port, no temperature). */
 const EmptyIsNotANumber = () =>
   Transform(({ obj, key, value }: { obj: Record<string, unknown>; key: string; value: unknown }) =>
@@ -148,6 +153,13 @@ export class Environment {
   @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
   REDIS_URL?: string;
 
+  /** Comma-separated API keys, each plain or `sha256:<64 hex digits>` (so the config need not hold the key itself). */
+  @EmptyAsUnset()
+  @IsOptional()
+  @Matches(API_KEYS_PATTERN, { message: 'must be comma-separated keys, each plain (no spaces or commas) or sha256:<64 hex digits>' })
+  @IsString()
+  ASSISTANT_API_KEYS?: string;
+
   @IsPositive()
   @EmptyIsNotANumber()
   @IsInt()
@@ -185,7 +197,7 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
   const [firstError] = validateSync(env, { whitelist: false, stopAtFirstError: true });
   if (firstError) {
     const problem = Object.values(firstError.constraints ?? {})[0] ?? 'is invalid';
-    const shown = firstError.property === 'HF_TOKEN' ? '' : ` (got "${withoutPassword(String(raw[firstError.property]))}")`;
+    const shown = SECRET_VARIABLES.has(firstError.property) ? '' : ` (got "${withoutPassword(String(raw[firstError.property]))}")`;
     throw new InvalidEnvironmentError(firstError.property, `${problem.replace(`${firstError.property} `, '')}${shown}`);
   }
   if (env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS < env.CIRCUIT_BREAKER_RESET_TIMEOUT) {

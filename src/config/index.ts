@@ -1,3 +1,4 @@
+export { accessConfig } from './access.config.js';
 export { appConfig } from './app.config.js';
 export { assistantConfig } from './assistant.config.js';
 export { cacheConfig } from './cache.config.js';

@@ -6,10 +6,12 @@ import { CircuitBreakerHealthIndicator } from '../circuit-breaker/circuit-breake
 import { HfTextGenHealthIndicator } from '../hf-textgen/hf-textgen.health.js';
 import { ApplicationReadiness } from './application-readiness.js';
 import { ApiHealthResponses, HEALTH_EXAMPLES } from './health.openapi.js';
+import { PublicRoute } from '../access/public-route.decorator.js';
 
 /** Terminus would document each route itself, every one with a 503 (see ApiHealthResponses). */
 const HEALTH_CHECK = { noCache: true, swaggerDocumentation: false };
 
+@PublicRoute()
 @ApiTags('health')
 @Controller('health')
 export class HealthController {

@@ -8,7 +8,15 @@ import type { loggingConfig } from '../config/logging.config.js';
 type LoggingConfig = ConfigType<typeof loggingConfig>;
 
 /** Secrets are removed by configuration, so no call site has to remember to. */
-const REDACTED_PATHS = ['req.headers.authorization', 'req.headers.cookie', '*.authorization', '*.token', '*.hfToken', '*.HF_TOKEN'];
+const REDACTED_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  '*.authorization',
+  '*.token',
+  '*.hfToken',
+  '*.HF_TOKEN',
+];
 const REDACTION_CENSOR = '[redacted]';
 
 /** Routes machines poll every few seconds (probes, dashboards, scrapers): at debug, or they would drown the log. */
@@ -37,6 +45,11 @@ export function httpLoggerOptions(config: LoggingConfig): Options {
     // Logs made during a request carry only its reqId; the completion line alone carries the request itself.
     quietReqLogger: true,
     customLogLevel: requestLogLevel,
+    // The caller's API key id (never the key), when the key guard identified one.
+    customProps: (req: IncomingMessage) => {
+      const keyId = (req as IncomingMessage & { apiKeyId?: string }).apiKeyId;
+      return keyId === undefined ? {} : { keyId };
+    },
     serializers: {
       req: (req: StdSerializedResults['req']) => ({
         method: req.method,

@@ -19,6 +19,9 @@ export function setUpApiDocumentation(app: NestFastifyApplication): void {
         'cached answers and knowledge-base excerpts while the model is out.',
     )
     .setVersion(version)
+    // With ASSISTANT_API_KEYS set, the answer routes need a key, sent either way.
+    .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'An API key from ASSISTANT_API_KEYS' })
+    .addApiKey({ type: 'apiKey', in: 'header', name: 'x-api-key', description: 'An API key from ASSISTANT_API_KEYS' }, 'x-api-key')
     .build();
   // Built at start-up: the routes' response serializers are compiled from it (documented-response.serializers.ts).
   const document = SwaggerModule.createDocument(app, config);
