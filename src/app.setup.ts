@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
+import fastifyHelmet from '@fastify/helmet';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { ApplicationReadiness } from './health/application-readiness.js';
@@ -16,12 +17,29 @@ export const BODY_LIMIT_BYTES = 64 * 1024;
  */
 export const APP_OPTIONS: NestApplicationOptions = { bodyParser: false, abortOnError: false, bufferLogs: true };
 
+/** The whole request (headers and body) must arrive within this: a client that trickles its body cannot hold a socket. */
+export const REQUEST_TIMEOUT_MS = 10_000;
+/** The headers alone must arrive within this. */
+export const HEADERS_TIMEOUT_MS = 5_000;
+/** How often Node checks the two above (its default, 30 s, would let a slow client hold on up to 30 s longer). */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+
 export function createHttpAdapter(): FastifyAdapter {
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
     genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]),
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
   });
-  adapter.getInstance().removeContentTypeParser('text/plain');
+  const fastify = adapter.getInstance();
+  fastify.removeContentTypeParser('text/plain');
+  // Security headers on every response. Helmet's default CSP (scripts from 'self') suits Swagger UI, whose page loads
+  // its script from /docs/swagger-ui-init.js rather than inline; without upgrade-insecure-requests, since TLS ends at
+  // the ingress and /docs is also read over plain http inside the cluster and on a developer's machine.
+  void fastify.register(fastifyHelmet, {
+    global: true,
+    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+  });
   return adapter;
 }
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { knowledgeConfig } from '../config/knowledge.config.js';
-import { KnowledgeBase } from './knowledge-base.js';
+import { KnowledgeBase, MAX_QUERY_TERMS } from './knowledge-base.js';
 import { KnowledgeModule } from './knowledge.module.js';
 
 const SHIPPED_CORPUS = fileURLToPath(new URL('../../data/knowledge', import.meta.url));
@@ -193,5 +193,18 @@ describe('KnowledgeBase', () => {
 
     expect(again).toBe(first);
     expect(edited).not.toBe(first);
+  });
+
+  it(`considers a question's first ${MAX_QUERY_TERMS} distinct terms only, so a huge question costs no more than a long one`, async () => {
+    await writeFiles({ 'breaker.md': BREAKER_GUIDE });
+    const knowledge = await startKnowledgeBase();
+    const filler = Array.from({ length: MAX_QUERY_TERMS }, (_, i) => `zzfill${i}`).join(' ');
+
+    expect(knowledge.search(`${filler} thresholds`, 3)).toEqual([]);
+    expect(knowledge.search(`thresholds ${filler}`, 3)[0]?.title).toContain('Thresholds');
+    // a repeated word is one term: repetition does not push the rest out
+    expect(knowledge.search(`${'breaker '.repeat(500)}thresholds`, 3).map((excerpt) => excerpt.title)).toEqual(
+      expect.arrayContaining([expect.stringContaining('Thresholds')]),
+    );
   });
 });

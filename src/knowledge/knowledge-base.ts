@@ -25,6 +25,25 @@ const STOP_WORDS = new Set(
   ),
 );
 
+/**
+ * Terms of a question the search considers, at most: a search costs about one fuzzy lookup per term, and a
+ * 10 000-character question of distinct words would otherwise cost ~50 times a short one.
+ */
+export const MAX_QUERY_TERMS = 32;
+/** MiniSearch's own tokenizer: white space and punctuation separate terms. */
+const TERM_SEPARATOR = /[\n\r\p{Z}\p{P}]+/u;
+
+/** The question's first MAX_QUERY_TERMS distinct terms that are not stop words, in order. */
+function searchTerms(query: string): string {
+  const terms = new Set<string>();
+  for (const term of query.toLowerCase().split(TERM_SEPARATOR)) {
+    if (term === '' || STOP_WORDS.has(term)) continue;
+    terms.add(term);
+    if (terms.size === MAX_QUERY_TERMS) break;
+  }
+  return [...terms].join(' ');
+}
+
 const createIndex = () =>
   new MiniSearch<IndexedChunk>({
     fields: ['title', 'text'],
@@ -96,12 +115,13 @@ export class KnowledgeBase implements OnModuleInit {
 
   /** At most `topK` excerpts, best first; none for a blank query or one that matches nothing. */
   search(query: string, topK: number): Excerpt[] {
-    if (query.trim() === '') return [];
-    const key = `${topK}:${query}`;
+    const terms = searchTerms(query);
+    if (terms === '') return [];
+    const key = `${topK}:${terms}`;
     const recent = this.recentSearches.get<Excerpt[]>(key);
     if (recent) return recent;
     const excerpts = this.index
-      .search(query)
+      .search(terms)
       .slice(0, Math.max(0, topK))
       .map((result) => ({ ...this.chunks[result.id as number], score: Math.round(result.score * 100) / 100 }));
     this.recentSearches.set(key, excerpts);

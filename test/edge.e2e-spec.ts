@@ -1,0 +1,88 @@
+// The HTTP edge: security headers on every response (Swagger UI still working), and slow clients cut off.
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { REQUEST_TIMEOUT_MS } from '../src/app.setup.js';
+import { FakeHfUpstream } from './support/fake-hf-upstream.js';
+import { KNOWN_QUESTIONS as KNOWN, startTestApp, type TestApp } from './support/test-app.js';
+
+let upstream: FakeHfUpstream;
+let testApp: TestApp;
+
+beforeAll(async () => {
+  upstream = await FakeHfUpstream.start();
+  testApp = await startTestApp({ HF_ENDPOINT_URL: upstream.url });
+});
+
+afterAll(async () => {
+  await testApp?.close();
+  await upstream?.close();
+});
+
+describe('security headers', () => {
+  it.each<[string, () => Promise<Response>]>([
+    [
+      'an answer',
+      () =>
+        fetch(`${testApp.url}/assistant/query`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ query: KNOWN[0] }),
+        }),
+    ],
+    [
+      'a 400',
+      () => fetch(`${testApp.url}/assistant/query`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }),
+    ],
+    ['a health probe', () => fetch(`${testApp.url}/health/live`)],
+    ['the API documentation', () => fetch(`${testApp.url}/docs`)],
+  ])('are on %s', async (_case, request) => {
+    const response = await request();
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(response.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'self'");
+    // TLS ends at the ingress: /docs is read over plain http in the cluster and on a developer's machine
+    expect(response.headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
+    expect(response.headers.get('strict-transport-security')).toMatch(/max-age=\d+/);
+    expect(response.headers.get('x-powered-by')).toBeNull();
+  });
+
+  it('leave Swagger UI working: its page runs no inline script, and every script and style it loads is served', async () => {
+    const page = await (await fetch(`${testApp.url}/docs`)).text();
+    const scripts = [...page.matchAll(/<script([^>]*)>([\s\S]*?)<\/script>/g)];
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const [, attributes, body] of scripts) {
+      expect(attributes).toMatch(/\bsrc=/);
+      expect(body?.trim()).toBe('');
+    }
+    const assets = [...page.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map(
+      (match) => new URL(match[1] ?? '', `${testApp.url}/docs`).href,
+    );
+    for (const asset of assets) expect((await fetch(asset)).status).toBe(200);
+  });
+});
+
+describe('a client that sends its body slowly', () => {
+  it('is cut off once the request has taken longer than the request time-out, and the app goes on serving', async () => {
+    const { port } = new URL(testApp.url);
+    const socket = connect(Number(port), '127.0.0.1');
+    const started = performance.now();
+    const closed = new Promise<string>((resolve) => {
+      let received = '';
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+      socket.on('close', () => resolve(received));
+      socket.on('error', () => undefined);
+    });
+    socket.write('POST /assistant/query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+    // One byte a second: alive, but never done.
+    const trickle = setInterval(() => socket.write(' '), 1000);
+    const received = await closed;
+    clearInterval(trickle);
+    const elapsed = performance.now() - started;
+
+    expect(received).toMatch(/^HTTP\/1\.1 408\b/);
+    expect(elapsed).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 500);
+    // the time-out plus Node's 1 s check interval, with seconds to spare on a loaded machine
+    expect(elapsed).toBeLessThan(REQUEST_TIMEOUT_MS + 5000);
+    expect((await fetch(`${testApp.url}/health/live`)).status).toBe(200);
+  }, 30_000);
+});
