@@ -7,6 +7,8 @@ export const appConfig = registerAs('app', () => {
     nodeEnv: env.NODE_ENV,
     port: env.PORT,
     host: env.HOST,
+    /** Set: GET /metrics is served on this port alone. */
+    metricsPort: env.METRICS_PORT,
     /** SIGTERM → readiness 503 at once, keep serving this long so load balancers stop sending, then drain. */
     shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
   };

@@ -84,6 +84,8 @@ describe('validateEnvironment', () => {
     ['CIRCUIT_BREAKER_MAX_CONCURRENT', '0'],
     ['CIRCUIT_BREAKER_MAX_OPEN_SECONDS', ''],
     ['CIRCUIT_BREAKER_RESET_BACKOFF', '0.5'],
+    ['METRICS_PORT', '70000'],
+    ['METRICS_PORT', '3000'],
   ])('stops start-up with one line naming %s when it is %j', (variable, value) => {
     const error = rejectionOf({ [variable]: value });
     expect(error.variable).toBe(variable);

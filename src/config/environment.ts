@@ -80,6 +80,14 @@ export class Environment {
   @IsString()
   HOST: string = '0.0.0.0';
 
+  /** GET /metrics on a listener of its own (and no longer on PORT), so the public Service need not expose it. */
+  @EmptyAsUnset()
+  @IsOptional()
+  @Min(1)
+  @Max(65535)
+  @IsInt()
+  METRICS_PORT?: number;
+
   @EmptyAsUnset()
   @IsOptional()
   @IsString()
@@ -199,6 +207,9 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
     const problem = Object.values(firstError.constraints ?? {})[0] ?? 'is invalid';
     const shown = SECRET_VARIABLES.has(firstError.property) ? '' : ` (got "${withoutPassword(String(raw[firstError.property]))}")`;
     throw new InvalidEnvironmentError(firstError.property, `${problem.replace(`${firstError.property} `, '')}${shown}`);
+  }
+  if (env.METRICS_PORT !== undefined && env.METRICS_PORT === env.PORT) {
+    throw new InvalidEnvironmentError('METRICS_PORT', `must differ from PORT (${env.PORT})`);
   }
   if (env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS < env.CIRCUIT_BREAKER_RESET_TIMEOUT) {
     throw new InvalidEnvironmentError(

@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
+import { appConfig } from '../config/app.config.js';
 import { CircuitBreakerModule } from '../circuit-breaker/circuit-breaker.module.js';
 import { AnswerMetrics } from './answer.metrics.js';
 import { CacheMetrics } from './cache.metrics.js';
@@ -8,6 +10,7 @@ import { CircuitBreakerMetrics } from './circuit-breaker.metrics.js';
 import { HttpMetrics } from './http.metrics.js';
 import { METRICS_REGISTRY } from './metrics.constants.js';
 import { MetricsController } from './metrics.controller.js';
+import { MetricsListener } from './metrics.listener.js';
 
 function createMetricsRegistry(): Registry {
   const registry = new Registry();
@@ -20,7 +23,7 @@ function createMetricsRegistry(): Registry {
  * Breakers and the cache are read or observed here, so the domain services hold no metrics code.
  */
 @Module({
-  imports: [CircuitBreakerModule, AnswerCacheModule],
+  imports: [CircuitBreakerModule, AnswerCacheModule, ConfigModule.forFeature(appConfig)],
   controllers: [MetricsController],
   providers: [
     { provide: METRICS_REGISTRY, useFactory: createMetricsRegistry },
@@ -28,6 +31,7 @@ function createMetricsRegistry(): Registry {
     CacheMetrics,
     CircuitBreakerMetrics,
     HttpMetrics,
+    MetricsListener,
   ],
   exports: [METRICS_REGISTRY, AnswerMetrics],
 })
