@@ -77,8 +77,7 @@ export class AnswerCache {
       this.counts.errors++;
       return undefined;
     }
-    const age = isCachedAnswer(entry) ? this.ageMs(entry) : Number.NaN;
-    const live = isCachedAnswer(entry) && age > -CLOCK_SKEW_MS && age < this.config.staleTtlMs ? entry : undefined;
+    const live = isCachedAnswer(entry) && this.isLive(entry) ? entry : undefined;
     if (!live) this.counts.misses++;
     else if (this.isFresh(live)) this.counts.freshHits++;
     else this.counts.staleHits++;
@@ -103,6 +102,12 @@ export class AnswerCache {
   /** Redis disconnected or not answering: asking it would only wait (or queue) for nothing. */
   private storeDown(): boolean {
     return this.redis?.client !== undefined && !this.redis.isReady;
+  }
+
+  /** Younger than the stale TTL, and not from further in the future than clocks can disagree. */
+  private isLive(entry: CachedAnswer): boolean {
+    const age = this.ageMs(entry);
+    return age > -CLOCK_SKEW_MS && age < this.config.staleTtlMs;
   }
 
   private ageMs(entry: CachedAnswer): number {

@@ -1,5 +1,18 @@
+/**
+ * A refusal is expected control flow on the fail-fast path: capturing a stack would be most of its cost, so these
+ * errors are built without one.
+ */
+abstract class StacklessError extends Error {
+  constructor(message: string) {
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
+
 /** The breaker refused the call without running it: the circuit is open, or its single half-open trial is in flight. */
-export class CircuitOpenError extends Error {
+export class CircuitOpenError extends StacklessError {
   /** opossum's code for the same condition, kept so callers that know opossum recognise it. */
   readonly code = 'EOPENBREAKER';
 
@@ -7,11 +20,7 @@ export class CircuitOpenError extends Error {
     readonly breaker: string,
     readonly retryAfterSeconds: number,
   ) {
-    // A refusal is expected control flow on the fail-fast path: capturing a stack would be most of its cost.
-    const stackTraceLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
     super(`Circuit "${breaker}" is open; next trial in ${retryAfterSeconds}s`);
-    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'CircuitOpenError';
   }
 }
@@ -30,7 +39,7 @@ export class CallTimeoutError extends Error {
 }
 
 /** The breaker refused the call because its bulkhead is full: too many calls in flight. Not the upstream's fault. */
-export class BulkheadFullError extends Error {
+export class BulkheadFullError extends StacklessError {
   readonly code = 'EBULKHEAD';
   /** A slot frees the moment one of the calls in flight ends. */
   readonly retryAfterSeconds = 1;
@@ -39,10 +48,7 @@ export class BulkheadFullError extends Error {
     readonly breaker: string,
     readonly capacity: number,
   ) {
-    const stackTraceLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
     super(`Circuit "${breaker}" has ${capacity} calls in flight already`);
-    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'BulkheadFullError';
   }
 }

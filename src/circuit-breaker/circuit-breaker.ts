@@ -167,6 +167,7 @@ export class CircuitBreaker {
   snapshot(): CircuitBreakerSnapshot {
     const now = Date.now();
     const window = this.machine.openWindow(now);
+    const next = this.nextAttemptAt();
     const cause = this.machine.cause;
     return {
       name: this.name,
@@ -175,7 +176,7 @@ export class CircuitBreaker {
       failures: this.machine.failures,
       failureThreshold: this.options.failureThreshold,
       ...(window ? { openedAt: iso(window.openedAt) } : {}),
-      ...(window && Number.isFinite(window.nextAttemptAt) ? { nextAttemptAt: iso(window.nextAttemptAt) } : {}),
+      ...(next !== undefined ? { nextAttemptAt: iso(next) } : {}),
       ...(cause
         ? { lastFailure: { kind: cause.kind, ...(cause.status !== undefined ? { status: cause.status } : {}), at: iso(cause.at) } }
         : {}),
