@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
-import { envFilePath, InvalidEnvironmentError, loadEnvironment, validateEnvironment } from './environment.js';
+import {
+  envFilePath,
+  InvalidEnvironmentError,
+  loadEnvironment,
+  parseTrustProxy,
+  type TrustProxy,
+  validateEnvironment,
+} from './environment.js';
 
 function rejectionOf(raw: Record<string, string>): InvalidEnvironmentError {
   try {
@@ -56,7 +63,8 @@ describe('validateEnvironment', () => {
   });
 
   it('treats an empty variable as unset', () => {
-    const env = validateEnvironment({ HF_TOKEN: '', REDIS_URL: ' ', HF_ENDPOINT_URL: '' });
+    const env = validateEnvironment({ HF_TOKEN: '', REDIS_URL: ' ', HF_ENDPOINT_URL: '', METRICS_PORT: '' });
+    expect(env.METRICS_PORT).toBeUndefined();
     expect(env.HF_TOKEN).toBeUndefined();
     expect(env.REDIS_URL).toBeUndefined();
     expect(env.HF_ENDPOINT_URL).toBeUndefined();
@@ -86,6 +94,13 @@ describe('validateEnvironment', () => {
     ['CIRCUIT_BREAKER_RESET_BACKOFF', '0.5'],
     ['METRICS_PORT', '70000'],
     ['METRICS_PORT', '3000'],
+    ['RATE_LIMIT_PER_MINUTE', '-1'],
+    ['RATE_LIMIT_PER_MINUTE', '1.5'],
+    ['RATE_LIMIT_PER_MINUTE', ''],
+    ['TRUST_PROXY', 'maybe'],
+    ['TRUST_PROXY', '10.0.0.0/33'],
+    ['TRUST_PROXY', '2'],
+    ['TRUST_PROXY', '10.0.0.1,,10.0.0.2'],
   ])('stops start-up with one line naming %s when it is %j', (variable, value) => {
     const error = rejectionOf({ [variable]: value });
     expect(error.variable).toBe(variable);
@@ -125,6 +140,23 @@ describe('validateEnvironment', () => {
     expect(error.variable).toBe(variable);
     expect(error.message).not.toMatch(/s3cret|pass@/);
     expect(error.message).toContain(':***@');
+  });
+
+  it('has no rate limit and trusts no proxy by default', () => {
+    expect(validateEnvironment({})).toMatchObject({ RATE_LIMIT_PER_MINUTE: 0, TRUST_PROXY: 'false' });
+    expect(validateEnvironment({ RATE_LIMIT_PER_MINUTE: '120' }).RATE_LIMIT_PER_MINUTE).toBe(120);
+  });
+
+  it.each<[string, TrustProxy]>([
+    ['false', false],
+    ['true', true],
+    [' TRUE ', true],
+    ['uniquelocal', ['uniquelocal']],
+    ['10.0.0.0/8, 192.168.1.7,loopback', ['10.0.0.0/8', '192.168.1.7', 'loopback']],
+    ['fd00::/8,::1', ['fd00::/8', '::1']],
+  ])('TRUST_PROXY=%j is Fastify’s trustProxy %j', (raw, setting) => {
+    expect(validateEnvironment({ TRUST_PROXY: raw }).TRUST_PROXY).toBe(raw);
+    expect(parseTrustProxy(raw)).toEqual(setting);
   });
 
   it('accepts API keys given plain or as sha256:<hex>, comma-separated', () => {

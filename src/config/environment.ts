@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { plainToInstance, Transform } from 'class-transformer';
 import {
   IsBoolean,
@@ -11,6 +12,7 @@ import {
   IsString,
   IsUrl,
   Matches,
+  ValidateBy,
   Max,
   Min,
   MinLength,
@@ -58,9 +60,37 @@ const MAX_TIMER_SECONDS = 2_147_483;
 /** A time-out that would round to 0 ms is no time-out. */
 const MIN_TIMER_SECONDS = 0.001;
 
+/** Which proxies in front of the app are trusted to say who the client is: Fastify's `trustProxy`. */
+export type TrustProxy = boolean | string[];
+
+/** proxy-addr's names for the private ranges (uniquelocal: 10/8, 172.16/12, 192.168/16, fc00::/7). */
+const NAMED_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY: `true` (the left-most X-Forwarded-For entry, which a client can forge unless the proxy replaces the
+ * header), `false`, or the proxies' addresses / CIDR ranges / range names, comma-separated: the client is then the
+ * nearest address in X-Forwarded-For that is not one of them. Undefined when the value is none of these.
+ */
+export function parseTrustProxy(raw: string): TrustProxy | undefined {
+  const word = BOOLEAN_WORDS[raw.trim().toLowerCase()];
+  if (word !== undefined) return word;
+  const entries = raw.split(',').map((entry) => entry.trim());
+  return entries.every((entry) => NAMED_RANGES.has(entry) || isAddressOrRange(entry)) ? entries : undefined;
+}
+
+function isAddressOrRange(entry: string): boolean {
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
 /** An empty variable (`HF_TOKEN=`) means unset, as in most twelve-factor tooling. */
 const EmptyAsUnset = () =>
-  Transform(({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() === '' ? undefined : value));
+  // The raw value: implicit conversion has already made an empty number variable 0 in `value`.
+  Transform(({ obj, key, value }: { obj: Record<string, unknown>; key: string; value: unknown }) =>
+    typeof obj[key] === 'string' && obj[key].trim() === '' ? undefined : value,
+  );
 
 /**
  * Every variable of the contract, with its embedded default. class-validator runs decorators right to
@@ -167,6 +197,23 @@ export class Environment {
   @Matches(API_KEYS_PATTERN, { message: 'must be comma-separated keys, each plain (no spaces or commas) or sha256:<64 hex digits>' })
   @IsString()
   ASSISTANT_API_KEYS?: string;
+
+  /** Answer requests a minute per API key (per client address without keys), across the fleet with Redis; 0 = no limit. */
+  @Min(0)
+  @Max(1_000_000)
+  @EmptyIsNotANumber()
+  @IsInt()
+  RATE_LIMIT_PER_MINUTE: number = 0;
+
+  @ValidateBy({
+    name: 'isTrustProxy',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && parseTrustProxy(value) !== undefined,
+      defaultMessage: () => 'must be true, false, or comma-separated proxy addresses, CIDR ranges or loopback / linklocal / uniquelocal',
+    },
+  })
+  @IsString()
+  TRUST_PROXY: string = 'false';
 
   @IsPositive()
   @EmptyIsNotANumber()
