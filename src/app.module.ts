@@ -7,6 +7,7 @@ import { appConfig } from './config/app.config.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { LoggingModule } from './logging/logging.module.js';
+import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 
 @Module({
   // main.ts merges the env file into the environment before this module is built (see loadEnvironment).
@@ -14,6 +15,7 @@ import { LoggingModule } from './logging/logging.module.js';
     ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, load: [appConfig] }),
     LoggingModule,
     AccessModule,
+    RateLimitModule,
     CircuitBreakerModule,
     AssistantModule,
     HealthModule,

@@ -4,6 +4,8 @@ import type { NestApplicationOptions } from '@nestjs/common';
 import fastifyHelmet from '@fastify/helmet';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import { trustProxySetting } from './config/rate-limit.config.js';
+import type { TrustProxy } from './config/environment.js';
 import { ApplicationReadiness } from './health/application-readiness.js';
 import { REQUEST_ID_HEADER, requestIdFrom, returnRequestIds } from './logging/request-id.js';
 import { setUpApiDocumentation } from './openapi/openapi.setup.js';
@@ -24,9 +26,11 @@ export const HEADERS_TIMEOUT_MS = 5_000;
 /** How often Node checks the two above (its default, 30 s, would let a slow client hold on up to 30 s longer). */
 const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
 
-export function createHttpAdapter(): FastifyAdapter {
+export function createHttpAdapter(trustProxy: TrustProxy = trustProxySetting()): FastifyAdapter {
   const adapter = new FastifyAdapter({
     bodyLimit: BODY_LIMIT_BYTES,
+    // Which proxies may say who the client is (X-Forwarded-For): the address rate limits count by when there are no keys.
+    trustProxy,
     genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]),
     requestTimeout: REQUEST_TIMEOUT_MS,
     http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },

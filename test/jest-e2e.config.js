@@ -11,6 +11,7 @@ export default {
   testRegex: ['test/.*\\.e2e-spec\\.ts$', 'test/support/.*\\.spec\\.ts$'],
   testPathIgnorePatterns: ['/node_modules/', ...ignoredWithoutRedis(['\\.redis\\.e2e-spec\\.ts$'], 'the *.redis.e2e-spec.ts suites')],
   globalSetup: '<rootDir>/test/global-setup.js',
+  setupFiles: ['<rootDir>/test/support/nest-esm-first.js'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },

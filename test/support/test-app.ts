@@ -30,6 +30,11 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_NAME: 'huggingface',
   CACHE_TTL_SECONDS: '3600',
   CACHE_STALE_TTL_SECONDS: '86400',
+  // Open access unless a suite asks otherwise (process.env outlives each app, so every suite starts from these).
+  ASSISTANT_API_KEYS: '',
+  RATE_LIMIT_PER_MINUTE: '0',
+  TRUST_PROXY: 'false',
+  METRICS_PORT: '',
   // Quiet test output; a suite that reads the log asks for the level it needs.
   LOG_LEVEL: 'silent',
 };

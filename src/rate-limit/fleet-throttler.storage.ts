@@ -1,0 +1,115 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Logger, type OnApplicationShutdown } from '@nestjs/common';
+import { type ThrottlerStorage, ThrottlerStorageService } from '@nestjs/throttler';
+import { RedisConnection } from '../cache/redis-connection.js';
+
+type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
+
+/** Counters live under this prefix in the shared Redis; the version changes if their meaning does. */
+export const RATE_LIMIT_KEY_PREFIX = 'assistant:ratelimit:v1:';
+/** A Redis slower than this costs the request no more: the hit is counted by this replica instead. */
+const REDIS_DEADLINE_MS = 250;
+
+/**
+ * One request against a sliding window, atomically and on Redis' clock: the hits of the last `window` ms are the
+ * members of a sorted set scored by time. Under the limit the request is added; over it, it is refused and not
+ * added (a caller hammering while refused does not push its own recovery back). Returns
+ * {hits in the window, 1 if admitted else 0, ms until the oldest hit leaves the window}.
+ */
+const HIT_SCRIPT = `
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local hits = redis.call('ZCARD', KEYS[1])
+local admitted = 0
+if hits < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  hits = hits + 1
+  admitted = 1
+end
+redis.call('PEXPIRE', KEYS[1], window)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local left = window
+if oldest[2] then left = tonumber(oldest[2]) + window - now end
+return {hits, admitted, left}`;
+const HIT_SCRIPT_SHA = createHash('sha1').update(HIT_SCRIPT).digest('hex');
+
+/**
+ * `@nestjs/throttler`'s storage, shared by the fleet: hits are counted in Redis when REDIS_URL is set, so every
+ * replica spends the same budget. Without Redis, or while it is down or slow, each replica counts on its own
+ * (the library's in-memory storage, a sliding window too): a limit per replica, never an unlimited fleet and never
+ * an error. Both refuse without counting the refused request (the library's behaviour with `blockDuration: 0`).
+ */
+export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShutdown {
+  private readonly logger = new Logger(FleetThrottlerStorage.name);
+  private readonly local = new ThrottlerStorageService();
+  private countingLocally = false;
+
+  constructor(private readonly redis: RedisConnection) {}
+
+  async increment(key: string, ttl: number, limit: number, blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
+    if (this.redis.client) {
+      const shared = this.redis.isReady
+        ? await this.incrementShared(key, ttl, limit)
+        : this.sharingFailed(this.redis.problem ?? 'not ready');
+      if (shared) return shared;
+    }
+    return this.local.increment(key, ttl, limit, blockDuration, throttlerName);
+  }
+
+  onApplicationShutdown(): void {
+    this.local.onApplicationShutdown();
+  }
+
+  /** The fleet's count, or undefined when Redis failed or missed the deadline. */
+  private async incrementShared(key: string, ttlMs: number, limit: number): Promise<ThrottlerStorageRecord | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), REDIS_DEADLINE_MS)));
+    try {
+      const reply = await Promise.race([this.hit(`${RATE_LIMIT_KEY_PREFIX}${key}`, ttlMs, limit), deadline]);
+      if (reply === undefined) return this.sharingFailed(`no answer within ${REDIS_DEADLINE_MS} ms`);
+      this.sharingWorks();
+      const [hits, admitted, msLeft] = reply;
+      const secondsLeft = Math.max(1, Math.ceil(msLeft / 1000));
+      const isBlocked = admitted === 0;
+      return {
+        totalHits: isBlocked ? hits + 1 : hits,
+        timeToExpire: secondsLeft,
+        isBlocked,
+        timeToBlockExpire: isBlocked ? secondsLeft : 0,
+      };
+    } catch (error) {
+      return this.sharingFailed(error instanceof Error ? error.message : String(error));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async hit(key: string, windowMs: number, limit: number): Promise<[number, number, number]> {
+    const client = this.redis.client!;
+    // The member only has to be unique: two hits in the same millisecond are two hits.
+    const options = { keys: [key], arguments: [String(windowMs), String(limit), randomUUID()] };
+    const reply = await client.evalSha(HIT_SCRIPT_SHA, options).catch((error: Error) => {
+      // A Redis that restarted (or never saw the script) loads it again.
+      if (!error.message.startsWith('NOSCRIPT')) throw error;
+      return client.eval(HIT_SCRIPT, options);
+    });
+    return reply as [number, number, number];
+  }
+
+  private sharingFailed(why: string): undefined {
+    if (!this.countingLocally) {
+      this.countingLocally = true;
+      this.logger.warn(`Rate limits are counted by this replica alone while Redis is unavailable (${why})`);
+    }
+    return undefined;
+  }
+
+  private sharingWorks(): void {
+    if (!this.countingLocally) return;
+    this.countingLocally = false;
+    this.logger.log('Rate limits are counted across the fleet in Redis again');
+  }
+}
