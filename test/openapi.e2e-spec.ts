@@ -34,7 +34,7 @@ interface OpenApiDocument {
 
 /** The contract's routes and the statuses it promises for each (CONTRACT.md). */
 const CONTRACT_ROUTES: Array<[method: string, path: string, statuses: string[]]> = [
-  ['post', '/assistant/query', ['200', '400', '401', '413', '415', '503']],
+  ['post', '/assistant/query', ['200', '400', '401', '413', '415', '429', '503']],
   ['get', '/health/live', ['200']],
   ['get', '/health/ready', ['200', '503']],
   ['get', '/health/circuit-breaker', ['200', '503']],
@@ -129,6 +129,26 @@ describe('GET /docs/json', () => {
       type: 'integer',
       minimum: 1,
     });
+  });
+
+  it('documents the 429 with Retry-After, and the RateLimit headers on the 200 and the 429; a real 429 fits the document', async () => {
+    const responses = operation('post', '/assistant/query').responses;
+    expect(responses['429']?.headers?.['Retry-After']?.schema).toMatchObject({ type: 'integer', minimum: 1 });
+    for (const status of ['200', '429'])
+      expect(Object.keys(responses[status]?.headers ?? {})).toEqual(expect.arrayContaining(['RateLimit', 'RateLimit-Policy']));
+
+    const limited = await startTestApp({ HF_ENDPOINT_URL: upstream.url, RATE_LIMIT_PER_MINUTE: '1' });
+    try {
+      const [admitted, refused] = [
+        await ask(limited.url, { query: 'What does half-open mean?' }),
+        await ask(limited.url, { query: 'What does half-open mean?' }),
+      ];
+      expect([admitted.status, refused.status]).toEqual([200, 429]);
+      expectDocumented('post', '/assistant/query', admitted);
+      expectDocumented('post', '/assistant/query', refused);
+    } finally {
+      await limited.close();
+    }
   });
 
   it('describes the request body: query a required string, topK an integer 1..20 defaulting to 3', () => {

@@ -104,3 +104,18 @@ export class ErrorResponseDto {
   })
   message!: string | string[];
 }
+
+/** The 429 body: the caller's budget (RATE_LIMIT_PER_MINUTE) is spent for now. */
+export class RateLimitExceededDto {
+  @ApiProperty({ type: 'integer', enum: [429], example: 429 })
+  statusCode!: 429;
+
+  @ApiProperty({ type: 'string', enum: ['Too Many Requests'], example: 'Too Many Requests' })
+  error!: 'Too Many Requests';
+
+  @ApiProperty({ example: 'Rate limit reached: 120 requests a minute; retry in 17 s' })
+  message!: string;
+
+  @ApiProperty({ type: 'integer', minimum: 1, description: 'The same as the Retry-After header' })
+  retryAfterSeconds!: number;
+}
