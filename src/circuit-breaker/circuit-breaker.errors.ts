@@ -38,6 +38,19 @@ export class CallTimeoutError extends Error {
   }
 }
 
+/** A streamed call went longer than the stream idle time-out between two items after its first; its signal was aborted with this. */
+export class StreamStalledError extends Error {
+  readonly code = 'ESTREAMSTALLED';
+
+  constructor(
+    readonly breaker: string,
+    readonly idleTimeoutMs: number,
+  ) {
+    super(`Stream through circuit "${breaker}" sent nothing for ${idleTimeoutMs}ms`);
+    this.name = 'StreamStalledError';
+  }
+}
+
 /** The breaker refused the call because its bulkhead is full: too many calls in flight. Not the upstream's fault. */
 export class BulkheadFullError extends StacklessError {
   readonly code = 'EBULKHEAD';

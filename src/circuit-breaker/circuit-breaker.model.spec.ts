@@ -134,6 +134,7 @@ const config: fc.Arbitrary<Config> = fc.record({
   maxOpenMs: fc.constantFrom(3000, 300_000),
   resetBackoff: fc.constantFrom(1, 2),
   maxConcurrent: fc.constantFrom(1, 3, 100),
+  streamIdleTimeoutMs: fc.constant(1000),
 });
 
 class UpstreamDown extends Error {}

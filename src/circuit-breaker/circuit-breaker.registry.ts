@@ -20,8 +20,9 @@ export class CircuitBreakerRegistry implements OnApplicationShutdown {
 
   add(name: string, overrides: Partial<CircuitBreakerOptions> = {}): CircuitBreaker {
     if (this.breakers.has(name)) throw new Error(DUPLICATE_BREAKER(name));
-    const { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent } = this.config;
-    const options = { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent };
+    const { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs } =
+      this.config;
+    const options = { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs };
     const breaker = new CircuitBreaker(name, { ...options, ...overrides });
     this.breakers.set(name, breaker);
     return breaker;

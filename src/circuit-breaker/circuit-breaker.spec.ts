@@ -59,6 +59,7 @@ const OPTIONS: CircuitBreakerOptions = {
   maxOpenMs: 300_000,
   resetBackoff: 1,
   maxConcurrent: 100,
+  streamIdleTimeoutMs: 500,
 };
 
 describe('CircuitBreaker', () => {

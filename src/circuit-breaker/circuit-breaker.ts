@@ -1,6 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { Bulkhead } from './bulkhead.js';
-import { BreakerShutdownError, BulkheadFullError, CallTimeoutError, CircuitOpenError } from './circuit-breaker.errors.js';
+import {
+  BreakerShutdownError,
+  BulkheadFullError,
+  CallTimeoutError,
+  CircuitOpenError,
+  StreamStalledError,
+} from './circuit-breaker.errors.js';
 import { type CallOutcome, type CircuitState, CircuitStateMachine, type Ticket } from './circuit-state.js';
 
 export type { CircuitState } from './circuit-state.js';
@@ -20,6 +26,8 @@ export interface CircuitBreakerOptions {
   resetBackoff: number;
   /** Calls in flight at most; past it a call is refused at once and counts neither way. */
   maxConcurrent: number;
+  /** A streamed call: the longest gap between two items after the first (the first is bounded by `timeoutMs`). */
+  streamIdleTimeoutMs: number;
 }
 
 /**
@@ -83,6 +91,8 @@ export interface CircuitBreakerSnapshot {
 }
 
 type Task<T> = (signal: AbortSignal) => Promise<T>;
+/** A streamed call: resolves to the stream (its first item need not have arrived yet). */
+type StreamTask<T> = (signal: AbortSignal) => Promise<AsyncIterable<T>>;
 
 /** Ends a call still running: aborts its signal with `reason` and rejects its promise with it. */
 type AbortInFlight = (reason: Error) => void;
@@ -120,21 +130,65 @@ export class CircuitBreaker {
   fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
     // A caller already gone: nothing to run, no trial to take, nothing to count.
     if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
+    const admitted = this.admit();
+    return admitted instanceof Error ? Promise.reject(admitted) : this.run(task, admitted, options);
+  }
+
+  /**
+   * Runs a streamed `task` behind the breaker. Resolves once the first item has arrived, with the whole stream (that
+   * first item included): refusals, failures and the time-out (`timeoutMs`, the time to the first item) all come
+   * before anything was streamed, as rejections, so the caller can still fall back. Each later gap is bounded by
+   * `streamIdleTimeoutMs` (StreamStalledError). The stream holds its bulkhead slot until it ends, and its outcome
+   * is recorded then: success when it completes, the classified failure when it fails or stalls, and neither when
+   * the caller's signal aborts or the consumer stops reading early. Any early end aborts the task's signal.
+   */
+  async fireStream<T>(task: StreamTask<T>, options: GuardedCallOptions = {}): Promise<GuardedStream<T>> {
+    if (options.signal?.aborted) throw abortReason(options.signal);
+    const admitted = this.admit();
+    if (admitted instanceof Error) throw admitted;
+    const call = new GuardedStreamCall<T>(this.name, this.options, options.signal, (abort) => this.trackInFlight(abort));
+    const finish = (outcome: CallOutcome): void => {
+      call.end(outcome.kind === 'success');
+      this.bulkhead.release();
+      this.record(admitted, outcome, call.durationMs);
+    };
+    let first: IteratorResult<T>;
+    try {
+      first = await call.start(task);
+    } catch (error) {
+      finish(this.outcomeOf(error, options));
+      throw error;
+    }
+    return new GuardedStream(
+      call,
+      first,
+      (outcome) => finish(outcome ?? { kind: 'abandoned' }),
+      (error) => this.outcomeOf(error, options),
+    );
+  }
+
+  /** A ticket, or the error refusing the call (counted and told to observers). */
+  private admit(): Ticket | CircuitOpenError | BulkheadFullError {
     const now = Date.now();
     // Decided before anything else, so a refusal costs one check, one counter and one stackless error.
     const ticket = this.machine.admit(now);
     if (ticket === undefined) {
       this.counts.rejects++;
       this.emit('reject');
-      return Promise.reject(new CircuitOpenError(this.name, this.retryAfterSeconds()));
+      return new CircuitOpenError(this.name, this.retryAfterSeconds());
     }
     if (!this.bulkhead.tryAcquire()) {
       this.machine.settle(ticket, { kind: 'abandoned' }, now);
       this.counts.overloaded++;
       this.emit('overloaded');
-      return Promise.reject(new BulkheadFullError(this.name, this.bulkhead.capacity));
+      return new BulkheadFullError(this.name, this.bulkhead.capacity);
     }
-    return this.run(task, ticket, options);
+    return ticket;
+  }
+
+  private trackInFlight(abort: AbortInFlight): () => void {
+    this.inFlight.add(abort);
+    return () => this.inFlight.delete(abort);
   }
 
   /** Calls `listener` on every event of this breaker until the returned function is called. */
@@ -238,6 +292,7 @@ export class CircuitBreaker {
 
   /** What the call's error means for the circuit. */
   private outcomeOf(error: unknown, options: GuardedCallOptions): CallOutcome {
+    if (error instanceof StreamStalledError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
     // First: a caller that left proves nothing, even if the task then ran into the time-out.
     if (options.signal?.aborted || error instanceof BreakerShutdownError) return { kind: 'abandoned' };
     if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
@@ -310,4 +365,136 @@ function iso(epochMs: number): string {
 function abortReason(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
   return reason instanceof Error ? reason : new DOMException('The caller aborted the call', 'AbortError');
+}
+
+/**
+ * One streamed call's plumbing: its AbortController (aborted by the caller's signal, a deadline, shutdown or an early
+ * end), and a deadline on each item: `timeoutMs` for the first (from the start), `streamIdleTimeoutMs` for each next.
+ * A deadline or an abort rejects the pending read at once with its reason, whatever the task does with its signal.
+ */
+export class GuardedStreamCall<T> {
+  private readonly controller = new AbortController();
+  private readonly startedAt = performance.now();
+  private iterator?: AsyncIterator<T>;
+  private readonly untrack: () => void;
+  private readonly forwardCallerAbort: () => void;
+
+  constructor(
+    private readonly breaker: string,
+    private readonly options: Pick<CircuitBreakerOptions, 'timeoutMs' | 'streamIdleTimeoutMs'>,
+    private readonly callerSignal: AbortSignal | undefined,
+    track: (abort: AbortInFlight) => () => void,
+  ) {
+    this.forwardCallerAbort = () => this.controller.abort(abortReason(callerSignal));
+    callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
+    this.untrack = track((reason) => this.controller.abort(reason));
+  }
+
+  get durationMs(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  /** Starts the task and waits for its first item, all within `timeoutMs`. */
+  start(task: StreamTask<T>): Promise<IteratorResult<T>> {
+    return this.within(this.options.timeoutMs, new CallTimeoutError(this.breaker, this.options.timeoutMs), async () => {
+      this.iterator = (await task(this.controller.signal))[Symbol.asyncIterator]();
+      return this.iterator.next();
+    });
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    const iterator = this.iterator!;
+    return this.within(this.options.streamIdleTimeoutMs, new StreamStalledError(this.breaker, this.options.streamIdleTimeoutMs), () =>
+      iterator.next(),
+    );
+  }
+
+  /** Releases everything; a stream that did not complete has its upstream aborted. */
+  end(completed: boolean): void {
+    this.callerSignal?.removeEventListener('abort', this.forwardCallerAbort);
+    this.untrack();
+    if (completed) return;
+    if (!this.controller.signal.aborted) this.controller.abort(new DOMException('The stream ended early', 'AbortError'));
+    // The task's own clean-up (its finally blocks); its result no longer matters.
+    this.iterator?.return?.().catch(() => undefined);
+  }
+
+  private within(ms: number, timeoutError: Error, read: () => Promise<IteratorResult<T>>): Promise<IteratorResult<T>> {
+    const signal = this.controller.signal;
+    if (signal.aborted) return Promise.reject(toError(signal.reason));
+    return new Promise<IteratorResult<T>>((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(toError(signal.reason));
+      };
+      const timer = setTimeout(() => this.controller.abort(timeoutError), ms);
+      signal.addEventListener('abort', onAbort, { once: true });
+      read().then(
+        (result) => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          resolve(result);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', onAbort);
+          // After an abort the task's own error (an AbortError) says less than the reason: keep the reason.
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, as thrown
+          reject(signal.aborted ? toError(signal.reason) : error);
+        },
+      );
+    });
+  }
+}
+
+/**
+ * What fireStream resolves to: the items of a streamed call, its first one included. Reading it to the end records a
+ * success; an error while reading is rethrown and recorded as classified; `return()` (a `break` out of for-await, or
+ * a consumer that never reads) ends it early: the upstream is aborted and nothing counts.
+ */
+export class GuardedStream<T> implements AsyncIterableIterator<T> {
+  private first?: IteratorResult<T>;
+  private ended = false;
+
+  constructor(
+    private readonly call: GuardedStreamCall<T>,
+    first: IteratorResult<T>,
+    private readonly finish: (outcome?: CallOutcome) => void,
+    private readonly outcomeOf: (error: unknown) => CallOutcome,
+  ) {
+    this.first = first;
+  }
+
+  async next(): Promise<IteratorResult<T>> {
+    if (this.ended) return { value: undefined, done: true };
+    let result: IteratorResult<T>;
+    try {
+      result = this.first ?? (await this.call.next());
+    } catch (error) {
+      this.end(this.outcomeOf(error));
+      throw error;
+    }
+    this.first = undefined;
+    if (result.done) this.end({ kind: 'success' });
+    return result;
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.end();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private end(outcome?: CallOutcome): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.finish(outcome);
+  }
+}
+
+function toError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new DOMException(String(reason), 'AbortError');
 }

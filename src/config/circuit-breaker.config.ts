@@ -13,5 +13,7 @@ export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
     maxOpenMs: Math.round(env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS * 1000),
     resetBackoff: env.CIRCUIT_BREAKER_RESET_BACKOFF,
     maxConcurrent: env.CIRCUIT_BREAKER_MAX_CONCURRENT,
+    /** A streamed call's longest gap between two items after the first: the model's tokens (HF_STREAM_IDLE_TIMEOUT_SECONDS). */
+    streamIdleTimeoutMs: Math.round(env.HF_STREAM_IDLE_TIMEOUT_SECONDS * 1000),
   };
 });

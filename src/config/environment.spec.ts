@@ -97,6 +97,8 @@ describe('validateEnvironment', () => {
     ['RATE_LIMIT_PER_MINUTE', '-1'],
     ['RATE_LIMIT_PER_MINUTE', '1.5'],
     ['RATE_LIMIT_PER_MINUTE', ''],
+    ['HF_STREAM_IDLE_TIMEOUT_SECONDS', '0'],
+    ['HF_STREAM_IDLE_TIMEOUT_SECONDS', ''],
     ['TRUST_PROXY', 'maybe'],
     ['TRUST_PROXY', '10.0.0.0/33'],
     ['TRUST_PROXY', '2'],
@@ -127,6 +129,7 @@ describe('validateEnvironment', () => {
       CIRCUIT_BREAKER_MAX_CONCURRENT: 100,
       CIRCUIT_BREAKER_MAX_OPEN_SECONDS: 300,
       CIRCUIT_BREAKER_RESET_BACKOFF: 1,
+      HF_STREAM_IDLE_TIMEOUT_SECONDS: 10,
     });
   });
 

@@ -186,6 +186,13 @@ export class Environment {
   @IsNumber()
   CIRCUIT_BREAKER_RESET_BACKOFF: number = 1;
 
+  /** A streamed answer: the longest gap between two tokens of the model's (the first is bounded by the breaker's time-out). */
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  HF_STREAM_IDLE_TIMEOUT_SECONDS: number = 10;
+
   @EmptyAsUnset()
   @IsOptional()
   @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })

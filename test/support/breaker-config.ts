@@ -11,4 +11,5 @@ export const TEST_BREAKER_CONFIG: ConfigType<typeof circuitBreakerConfig> = {
   maxOpenMs: 300_000,
   resetBackoff: 1,
   maxConcurrent: 100,
+  streamIdleTimeoutMs: 1_000,
 };

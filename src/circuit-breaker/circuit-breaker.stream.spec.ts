@@ -1,0 +1,273 @@
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import { CircuitBreaker, type CircuitBreakerOptions, type GuardedStream } from './circuit-breaker.js';
+import {
+  BreakerShutdownError,
+  BulkheadFullError,
+  CallTimeoutError,
+  CircuitOpenError,
+  StreamStalledError,
+} from './circuit-breaker.errors.js';
+
+const OPTIONS: CircuitBreakerOptions = {
+  enabled: true,
+  failureThreshold: 2,
+  timeoutMs: 1_000,
+  resetTimeoutMs: 10_000,
+  maxOpenMs: 300_000,
+  resetBackoff: 1,
+  maxConcurrent: 100,
+  streamIdleTimeoutMs: 500,
+};
+
+class UpstreamBroke extends Error {}
+class BadPrompt extends Error {}
+
+/**
+ * A stream the test drives: `push` an item, `fail`, `end`. Like a fetch body it never settles a pending read on its
+ * own when its signal aborts (so the breaker's deadlines are what the tests see), and it records whether it was aborted.
+ */
+class Feed {
+  signal?: AbortSignal;
+  private readonly queue: Array<IteratorResult<string> | Error> = [];
+  private waiting?: { resolve: (result: IteratorResult<string>) => void; reject: (error: Error) => void };
+
+  readonly task = (signal: AbortSignal): Promise<AsyncIterable<string>> => {
+    this.signal = signal;
+    return Promise.resolve({ [Symbol.asyncIterator]: () => ({ next: () => this.read() }) });
+  };
+
+  get aborted(): boolean {
+    return this.signal?.aborted ?? false;
+  }
+
+  push(...items: string[]): void {
+    for (const item of items) this.deliver({ value: item, done: false });
+  }
+
+  fail(error: Error): void {
+    this.deliver(error);
+  }
+
+  end(): void {
+    this.deliver({ value: undefined, done: true });
+  }
+
+  private read(): Promise<IteratorResult<string>> {
+    const next = this.queue.shift();
+    if (next instanceof Error) return Promise.reject(next);
+    if (next) return Promise.resolve(next);
+    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+  }
+
+  private deliver(next: IteratorResult<string> | Error): void {
+    const waiting = this.waiting;
+    this.waiting = undefined;
+    if (!waiting) this.queue.push(next);
+    else if (next instanceof Error) waiting.reject(next);
+    else waiting.resolve(next);
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (error: unknown) => error,
+  );
+}
+
+describe('CircuitBreaker.fireStream', () => {
+  let breakers: CircuitBreaker[];
+
+  function breakerWith(overrides: Partial<CircuitBreakerOptions> = {}): CircuitBreaker {
+    const breaker = new CircuitBreaker('model', { ...OPTIONS, ...overrides });
+    breakers.push(breaker);
+    return breaker;
+  }
+
+  /** A stream through `breaker` whose first item has arrived. */
+  async function started(breaker: CircuitBreaker, feed: Feed, signal?: AbortSignal): Promise<GuardedStream<string>> {
+    const stream = breaker.fireStream(feed.task, { signal });
+    await settle();
+    feed.push('first');
+    return stream;
+  }
+
+  beforeEach(() => {
+    jest.useFakeTimers({ now: Date.UTC(2026, 10, 30) });
+    breakers = [];
+    jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+  });
+
+  afterEach(() => {
+    for (const breaker of breakers) breaker.shutdown();
+    jest.restoreAllMocks();
+    jest.useRealTimers();
+  });
+
+  it('resolves once the first item arrives, streams every item, and counts one success when the stream completes', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    expect(breaker.snapshot().inFlight).toBe(1);
+    feed.push('second', 'third');
+    feed.end();
+    const items: string[] = [];
+    for await (const item of stream) items.push(item);
+    expect(items).toEqual(['first', 'second', 'third']);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 1, failures: 0 } });
+    expect(feed.aborted).toBe(false);
+  });
+
+  it('no first item within the time-out: rejects with CallTimeoutError, aborts the upstream and counts a failure and a time-out', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = rejectionOf(breaker.fireStream(feed.task));
+    await jest.advanceTimersByTimeAsync(OPTIONS.timeoutMs);
+    expect(await stream).toBeInstanceOf(CallTimeoutError);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { failures: 1, timeouts: 1, successes: 0 } });
+  });
+
+  it('a gap longer than the idle time-out after the first item: the read rejects with StreamStalledError, the upstream is aborted, a failure counts', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    expect(await stream.next()).toEqual({ value: 'first', done: false });
+    const read = rejectionOf(stream.next());
+    await jest.advanceTimersByTimeAsync(OPTIONS.streamIdleTimeoutMs);
+    expect(await read).toBeInstanceOf(StreamStalledError);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { failures: 1, timeouts: 1, successes: 0 } });
+  });
+
+  it('the idle time-out is per gap: a stream longer than it, with shorter gaps, completes', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    const items: string[] = [];
+    const reading = (async () => {
+      for await (const item of stream) items.push(item);
+    })();
+    for (let i = 0; i < 5; i++) {
+      await jest.advanceTimersByTimeAsync(OPTIONS.streamIdleTimeoutMs * 0.8);
+      feed.push(`item ${i}`);
+    }
+    feed.end();
+    await reading;
+    expect(items).toHaveLength(6);
+    expect(breaker.snapshot().stats).toMatchObject({ successes: 1, failures: 0, timeouts: 0 });
+  });
+
+  it('an error mid-stream is rethrown and classified: a failure by default, nothing when the classifier says it does not count', async () => {
+    const breaker = breakerWith();
+    for (const [error, failures] of [
+      [new UpstreamBroke('cut'), 1],
+      [new BadPrompt('rejected'), 1],
+    ] as const) {
+      const feed = new Feed();
+      const stream = breaker.fireStream(feed.task, { classify: (e) => ({ counts: !(e instanceof BadPrompt) }) });
+      await settle();
+      feed.push('first');
+      const reader = await stream;
+      await reader.next();
+      const read = rejectionOf(reader.next());
+      feed.fail(error);
+      expect(await read).toBe(error);
+      expect(breaker.snapshot().stats.failures).toBe(failures);
+    }
+    expect(breaker.snapshot().inFlight).toBe(0);
+  });
+
+  it('a consumer that stops reading early aborts the upstream and counts neither way', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    feed.push('second');
+    for await (const item of stream) if (item === 'first') break;
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0 } });
+  });
+
+  it('the caller’s signal aborting mid-stream rejects the pending read with its reason, aborts the upstream, and counts neither way', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const caller = new AbortController();
+    const stream = await started(breaker, feed, caller.signal);
+    await stream.next();
+    const read = rejectionOf(stream.next());
+    const gone = new Error('client gone');
+    caller.abort(gone);
+    expect(await read).toBe(gone);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0, timeouts: 0 } });
+  });
+
+  it('refuses like fire(): an open circuit, a full bulkhead, a caller already gone — the task never runs', async () => {
+    const calls: string[] = [];
+    const counting = (feed: Feed) => (signal: AbortSignal) => {
+      calls.push('called');
+      return feed.task(signal);
+    };
+    const full = breakerWith({ maxConcurrent: 1 });
+    await started(full, new Feed());
+    expect(await rejectionOf(full.fireStream(counting(new Feed())))).toBeInstanceOf(BulkheadFullError);
+
+    const gone = new AbortController();
+    gone.abort(new Error('left'));
+    expect(await rejectionOf(breakerWith().fireStream(counting(new Feed()), { signal: gone.signal }))).toEqual(new Error('left'));
+
+    const open = breakerWith();
+    for (let i = 0; i < OPTIONS.failureThreshold; i++) {
+      const stream = rejectionOf(open.fireStream(new Feed().task));
+      await jest.advanceTimersByTimeAsync(OPTIONS.timeoutMs);
+      await stream;
+    }
+    expect(open.state).toBe('open');
+    expect(await rejectionOf(open.fireStream(counting(new Feed())))).toBeInstanceOf(CircuitOpenError);
+    expect(calls).toEqual([]);
+  });
+
+  it('a half-open trial streamed: the circuit closes when the stream completes, not at its first item; a trial abandoned frees the trial', async () => {
+    const breaker = breakerWith();
+    for (let i = 0; i < OPTIONS.failureThreshold; i++) {
+      const stream = rejectionOf(breaker.fireStream(new Feed().task));
+      await jest.advanceTimersByTimeAsync(OPTIONS.timeoutMs);
+      await stream;
+    }
+    await jest.advanceTimersByTimeAsync(OPTIONS.resetTimeoutMs);
+    expect(breaker.state).toBe('half_open');
+
+    const abandoned = new Feed();
+    const first = await started(breaker, abandoned);
+    expect(await rejectionOf(breaker.fireStream(new Feed().task))).toBeInstanceOf(CircuitOpenError);
+    await first.return();
+    expect(breaker.state).toBe('half_open');
+
+    const trial = new Feed();
+    const stream = await started(breaker, trial);
+    await stream.next();
+    expect(breaker.state).toBe('half_open');
+    trial.end();
+    expect(await stream.next()).toEqual({ value: undefined, done: true });
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('shutdown ends a stream in flight with BreakerShutdownError, counting neither way', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    await stream.next();
+    const read = rejectionOf(stream.next());
+    breaker.shutdown();
+    expect(await read).toBeInstanceOf(BreakerShutdownError);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot().stats).toMatchObject({ successes: 0, failures: 0 });
+  });
+});
