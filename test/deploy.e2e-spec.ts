@@ -14,14 +14,19 @@ import { fileURLToPath } from 'node:url';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import { NetworkPolicy, type INetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import type { INetworkPolicyIngressRule } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicyIngressRule';
+import type { INetworkPolicySpec } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicySpec';
 import { PodDisruptionBudget, type IPodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { ConfigMap, type IConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import type { IContainer } from 'kubernetes-models/v1/Container';
+import type { IEnvVar } from 'kubernetes-models/v1/EnvVar';
 import type { IProbe } from 'kubernetes-models/v1/Probe';
 import { Secret, type ISecret } from 'kubernetes-models/v1/Secret';
 import { Service, type IService } from 'kubernetes-models/v1/Service';
 import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { parseAllDocuments } from 'yaml';
+import { createHttpAdapter } from '../src/app.setup.js';
 import { validateEnvironment } from '../src/config/environment.js';
 import { HealthController } from '../src/health/health.controller.js';
 
@@ -54,14 +59,29 @@ const CONTRACT_VARIABLES_FALLBACK: readonly string[] = [
   'KNOWLEDGE_DIR',
   'ASSISTANT_MAX_QUERY_LENGTH',
 ];
-/** Rows of the contract's "Variables the open issues add" that the app has shipped: the ConfigMap sets them too. */
+/**
+ * Rows of the contract's "Variables the open issues add" that the app has shipped: the ConfigMap sets them too,
+ * except the secret ones (SECRET_VARIABLES), which come from Secrets.
+ */
 const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'CIRCUIT_BREAKER_MAX_CONCURRENT',
   'CIRCUIT_BREAKER_MAX_OPEN_SECONDS',
   'CIRCUIT_BREAKER_RESET_BACKOFF',
+  'METRICS_PORT',
+  'ASSISTANT_API_KEYS',
+  'RATE_LIMIT_PER_MINUTE',
+  'TRUST_PROXY',
 ];
-/** Variables the app reads beyond the contract table; the ConfigMap sets them too. */
+/** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['SHUTDOWN_DRAIN_SECONDS', 'LOG_LEVEL', 'NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];
+/** Variables whose value is a secret: each only from an optional key of a Secret, never from the ConfigMap. */
+const SECRET_VARIABLES: readonly string[] = ['HF_TOKEN', 'ASSISTANT_API_KEYS'];
+/** Set in the Deployment's env, not the ConfigMap: the URL carries the Redis password, from the Secret. */
+const URL_WITH_PASSWORD_VARIABLES: readonly string[] = ['REDIS_URL'];
+/** Variables of the manifests (not of the app) that hold the Redis password: only ever from a secretKeyRef. */
+const REDIS_PASSWORD_VARIABLES: readonly string[] = ['REDIS_PASSWORD', 'REDISCLI_AUTH'];
+/** The namespace Prometheus runs in, the only one the metrics port admits (by its automatic name label). */
+const MONITORING_NAMESPACE_SELECTOR = { 'kubernetes.io/metadata.name': 'monitoring' };
 const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'];
 
 const CONTRACT_PATH = join(ROOT, '../shared/CONTRACT.md');
@@ -199,6 +219,10 @@ const configMap: IConfigMap = findObject(ConfigMap.is, 'assistant-config');
 const pdb: IPodDisruptionBudget = findObject(PodDisruptionBudget.is, 'assistant');
 const hpa: IHorizontalPodAutoscaler = findObject(HorizontalPodAutoscaler.is, 'assistant');
 const exampleSecret: ISecret = findObject(Secret.is, 'assistant-hf');
+const exampleRedisSecret: ISecret = findObject(Secret.is, 'assistant-redis');
+const exampleApiKeysSecret: ISecret = findObject(Secret.is, 'assistant-api-keys');
+const networkPolicies: INetworkPolicy[] = manifests.flatMap(({ object }) => (NetworkPolicy.is(object) ? [object] : []));
+const services: IService[] = manifests.flatMap(({ object }) => (Service.is(object) ? [object] : []));
 
 const podSpec = defined(deployment.spec?.template.spec, 'assistant pod spec');
 const appContainer: IContainer = defined(
@@ -207,6 +231,10 @@ const appContainer: IContainer = defined(
 );
 const configData: Record<string, string> = defined(configMap.data, 'ConfigMap data');
 const configuredPort = Number(configData.PORT);
+const appPodLabels = defined(deployment.spec?.template.metadata?.labels, 'assistant pod labels');
+const redisPod = defined(redisDeployment.spec?.template.spec, 'redis pod spec');
+const redisContainer: IContainer = defined(redisPod.containers[0], 'redis container');
+const redisPodLabels = defined(redisDeployment.spec?.template.metadata?.labels, 'redis pod labels');
 
 function numberFromConfig(name: string): number {
   const value = Number(defined(configData[name], `ConfigMap ${name}`));
@@ -227,6 +255,108 @@ function probe(name: 'livenessProbe' | 'readinessProbe' | 'startupProbe'): IProb
 function labelsSelect(selector: Record<string, string> | undefined, labels: Record<string, string> | undefined): boolean {
   if (selector === undefined || Object.keys(selector).length === 0) return false;
   return Object.entries(selector).every(([key, value]) => labels?.[key] === value);
+}
+
+function envVar(container: IContainer, name: string): IEnvVar[] {
+  return container.env?.filter((variable) => variable.name === name) ?? [];
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What the kubelet makes of a container's environment and arguments (Kubernetes' documented rules, re-stated).
+// ---------------------------------------------------------------------------------------------------------------
+/** Secret name → key → value: what a cluster would hold. */
+type SecretStore = Readonly<Record<string, Readonly<Record<string, string>>>>;
+
+/** Where the kubelet refuses to start a container (CreateContainerConfigError): a required Secret key is missing. */
+class ContainerConfigError extends Error {}
+
+/** `$(NAME)` → the value of NAME when defined so far, else left as written; `$$` → `$` (so `$$(NAME)` stays literal). */
+function expandReferences(text: string, defined: Readonly<Record<string, string>>): string {
+  return text.replace(/\$\$|\$\(([^)]*)\)/g, (match, name: string | undefined) =>
+    match === '$$' ? '$' : name !== undefined && Object.hasOwn(defined, name) ? (defined[name] ?? match) : match,
+  );
+}
+
+/**
+ * The environment the kubelet gives a container: every `envFrom` ConfigMap of deploy/k8s first, then `env` in its
+ * order (an entry wins over an earlier one of the same name): a `value` with references expanded from the variables
+ * defined before it, a secretKeyRef read from `secrets` (missing and optional: the variable is left unset; missing
+ * and required: the container does not start).
+ */
+function containerEnvironment(container: IContainer, secrets: SecretStore): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const source of container.envFrom ?? []) {
+    const name = defined(source.configMapRef?.name, 'envFrom other than a configMapRef: teach this test about it');
+    const found = manifests.map(({ object }) => object).find((object) => ConfigMap.is(object) && object.metadata?.name === name);
+    if (found === undefined || !ConfigMap.is(found)) throw new ContainerConfigError(`configmap "${name}" not found`);
+    Object.assign(env, found.data);
+  }
+  for (const variable of container.env ?? []) {
+    const ref = variable.valueFrom?.secretKeyRef;
+    if (variable.valueFrom !== undefined && ref === undefined) throw new Error(`${variable.name}: teach this test about its valueFrom`);
+    if (ref === undefined) {
+      env[variable.name] = expandReferences(variable.value ?? '', env);
+      continue;
+    }
+    const value = secrets[ref.name ?? '']?.[ref.key];
+    if (value !== undefined) env[variable.name] = value;
+    else if (ref.optional !== true) throw new ContainerConfigError(`secret "${ref.name}" has no key "${ref.key}"`);
+  }
+  return env;
+}
+
+/** The arguments the container's process gets: `$(NAME)` expanded from the container's environment. */
+function containerArgs(container: IContainer, secrets: SecretStore): string[] {
+  const env = containerEnvironment(container, secrets);
+  return (container.args ?? []).map((arg) => expandReferences(arg, env));
+}
+
+/** A password as `openssl rand -hex 32` makes one (the README's advice): what a cluster's Secret would hold. */
+const SAMPLE_REDIS_PASSWORD = '5f2c0a9e7b1d4c3a8e6f0b2d9c7a1e3f5b8d0c2a4e6f8b1d3c5a7e9f0b2d4c6a';
+const SECRETS_WITH_REDIS: SecretStore = {
+  [exampleRedisSecret.metadata?.name ?? 'assistant-redis']: { REDIS_PASSWORD: SAMPLE_REDIS_PASSWORD },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// NetworkPolicy semantics (networking.k8s.io/v1), re-stated for the checks below.
+// ---------------------------------------------------------------------------------------------------------------
+type PodSelector = INetworkPolicySpec['podSelector'];
+
+/** A NetworkPolicy selector: an empty one selects every pod (of the namespace). */
+function policySelectorSelects(selector: PodSelector | undefined, labels: Record<string, string>): boolean {
+  if (selector?.matchExpressions !== undefined && selector.matchExpressions.length > 0)
+    throw new Error('matchExpressions in a NetworkPolicy: teach this test about them');
+  return Object.entries(selector?.matchLabels ?? {}).every(([key, value]) => labels[key] === value);
+}
+
+function policiesSelecting(labels: Record<string, string>): INetworkPolicy[] {
+  return networkPolicies.filter((policy) => policySelectorSelects(policy.spec?.podSelector, labels));
+}
+
+/** policyTypes defaults to Ingress, plus Egress when the policy has egress rules. */
+function policyTypesOf(policy: INetworkPolicy): string[] {
+  return policy.spec?.policyTypes ?? ['Ingress', ...(policy.spec?.egress === undefined ? [] : ['Egress'])];
+}
+
+/** Whether an ingress rule admits TCP to this container port; a rule without ports admits every port. */
+function ruleOpensPort(rule: INetworkPolicyIngressRule, port: number, container: IContainer): boolean {
+  if (rule.ports === undefined || rule.ports.length === 0) return true;
+  return rule.ports.some((candidate) => {
+    if ((candidate.protocol ?? 'TCP') !== 'TCP') return false;
+    if (candidate.port === undefined) return true;
+    const start = containerPortOf(candidate.port, container);
+    return start !== undefined && port >= start && port <= (candidate.endPort ?? start);
+  });
+}
+
+/** The container port of each port entry of a rule; undefined for "every port" (no ports, no port, or a range). */
+function portsRuleOpens(rule: INetworkPolicyIngressRule, container: IContainer): (number | undefined)[] {
+  if (rule.ports === undefined || rule.ports.length === 0) return [undefined];
+  return rule.ports.map((candidate) => (candidate.endPort === undefined ? containerPortOf(candidate.port, container) : undefined));
+}
+
+function ingressRulesOf(policies: INetworkPolicy[]): INetworkPolicyIngressRule[] {
+  return policies.flatMap((policy) => policy.spec?.ingress ?? []);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -254,6 +384,9 @@ const VALIDATORS: Readonly<Record<string, Validator>> = {
   },
   'autoscaling/v2/HorizontalPodAutoscaler': (object) => {
     if (HorizontalPodAutoscaler.is(object)) new HorizontalPodAutoscaler(object).validate();
+  },
+  'networking.k8s.io/v1/NetworkPolicy': (object) => {
+    if (NetworkPolicy.is(object)) new NetworkPolicy(object).validate();
   },
 };
 
@@ -486,11 +619,16 @@ describe('deployment artefacts', () => {
     it('the promised variables the app ships are rows of the contract’s "Variables the open issues add", with its defaults', () => {
       if (contractText !== undefined)
         expect(promisedVariables(contractText)).toEqual(expect.arrayContaining([...SHIPPED_PROMISED_VARIABLES]));
-      expect(validateEnvironment({})).toMatchObject({
+      const defaults = validateEnvironment({});
+      expect(defaults).toMatchObject({
         CIRCUIT_BREAKER_MAX_CONCURRENT: 100,
         CIRCUIT_BREAKER_MAX_OPEN_SECONDS: 300,
         CIRCUIT_BREAKER_RESET_BACKOFF: 1,
+        RATE_LIMIT_PER_MINUTE: 0,
       });
+      expect(defaults.METRICS_PORT).toBeUndefined();
+      expect(defaults.ASSISTANT_API_KEYS).toBeUndefined();
+      expect(String(defaults.TRUST_PROXY)).toBe('false');
     });
 
     it('the fallback list of contract variables is identical to the Configuration table of shared/CONTRACT.md when that file is beside the repo', () => {
@@ -516,7 +654,8 @@ describe('deployment artefacts', () => {
 
   describe('Kubernetes manifests', () => {
     it('every manifest parses as YAML and every object validates against the Kubernetes schema of its kind', () => {
-      expect(manifests.length).toBeGreaterThanOrEqual(8);
+      expect(manifests.length).toBeGreaterThanOrEqual(12);
+      expect(networkPolicies.length).toBeGreaterThanOrEqual(2);
       for (const { file, object } of manifests) {
         expect({ file, kind: object.kind, name: at(object, 'metadata', 'name') }).toEqual({
           file,
@@ -534,6 +673,8 @@ describe('deployment artefacts', () => {
       expect(() => validateManifest(broken)).toThrow(/replicas/);
       const portless = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'x' }, spec: { ports: [{ targetPort: 'http' }] } };
       expect(() => validateManifest(portless)).toThrow(/port/);
+      const selectorless = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'x' }, spec: { ingress: [] } };
+      expect(() => validateManifest(selectorless)).toThrow(/podSelector/);
     });
 
     it('objects carry no namespace, so `kubectl apply -k` (or -n) decides where they go', () => {
@@ -557,9 +698,14 @@ describe('deployment artefacts', () => {
       expect(labelsSelect(deployment.spec?.selector.matchLabels, deployment.spec?.template.metadata?.labels)).toBe(true);
     });
 
-    it('the container listens on the PORT of the ConfigMap through a port named http', () => {
+    it('the container listens on the PORT of the ConfigMap through a port named http and on METRICS_PORT through one named metrics', () => {
       expect(configuredPort).toBe(3000);
-      expect(appContainer.ports).toEqual([expect.objectContaining({ name: 'http', containerPort: configuredPort })]);
+      const metricsPort = numberFromConfig('METRICS_PORT');
+      expect(metricsPort).not.toBe(configuredPort);
+      expect(appContainer.ports).toEqual([
+        expect.objectContaining({ name: 'http', containerPort: configuredPort }),
+        expect.objectContaining({ name: 'metrics', containerPort: metricsPort }),
+      ]);
     });
 
     it('liveness and start-up probe the liveness route and readiness probes the readiness route, all on the port the app listens on', () => {
@@ -601,14 +747,16 @@ describe('deployment artefacts', () => {
       expect(appContainer.lifecycle?.preStop).toBeUndefined();
     });
 
-    it('the container takes every setting from the ConfigMap and HF_TOKEN only from an optional Secret key', () => {
+    it('the container takes every setting from the ConfigMap, and in env only the secrets and the REDIS_URL built from one', () => {
       expect(appContainer.envFrom).toEqual([{ configMapRef: { name: configMap.metadata?.name } }]);
-      const token = appContainer.env?.filter((variable) => variable.name === 'HF_TOKEN') ?? [];
+      const token = envVar(appContainer, 'HF_TOKEN');
       expect(token).toHaveLength(1);
       expect(token[0]?.value).toBeUndefined();
       expect(token[0]?.valueFrom?.secretKeyRef).toEqual({ name: exampleSecret.metadata?.name, key: 'HF_TOKEN', optional: true });
-      // Nothing else is set inline: a value in env would silently win over the ConfigMap.
-      expect(appContainer.env?.map((variable) => variable.name)).toEqual(['HF_TOKEN']);
+      // Nothing else is set inline, and nothing in env is also a ConfigMap key: an env entry silently wins over the ConfigMap.
+      expect(appContainer.env?.map((variable) => variable.name)).toEqual(['HF_TOKEN', 'ASSISTANT_API_KEYS', 'REDIS_PASSWORD', 'REDIS_URL']);
+      for (const variable of appContainer.env ?? [])
+        expect({ name: variable.name, inConfigMap: variable.name in configData }).toEqual({ name: variable.name, inConfigMap: false });
     });
 
     it('the pod and container run as a non-root user with a read-only root filesystem, no capabilities and no privilege escalation', () => {
@@ -628,11 +776,15 @@ describe('deployment artefacts', () => {
       expect(appContainer.resources?.limits).toEqual(expect.objectContaining({ cpu: expect.anything(), memory: expect.anything() }));
     });
 
-    it('Prometheus is told to scrape /metrics on the app port', () => {
+    it('Prometheus is told to scrape /metrics on the metrics port, the METRICS_PORT the app serves it on (not the API port)', () => {
       const annotations = deployment.spec?.template.metadata?.annotations ?? {};
       expect(annotations['prometheus.io/scrape']).toBe('true');
       expect(annotations['prometheus.io/path']).toBe('/metrics');
-      expect(Number(annotations['prometheus.io/port'])).toBe(configuredPort);
+      const metricsPort = numberFromConfig('METRICS_PORT');
+      expect(Number(annotations['prometheus.io/port'])).toBe(metricsPort);
+      expect(containerPortOf('metrics', appContainer)).toBe(metricsPort);
+      expect(validateEnvironment({ ...configData }).METRICS_PORT).toBe(metricsPort);
+      expect(metricsPort).not.toBe(configuredPort);
     });
 
     it('replicas are spread across nodes', () => {
@@ -657,6 +809,19 @@ describe('deployment artefacts', () => {
       expect(containerPortOf(port.targetPort, appContainer)).toBe(configuredPort);
     });
 
+    it('the API Service exposes only the API port, and no Service of the assistant pods exposes the metrics port', () => {
+      expect(service.spec?.ports).toHaveLength(1);
+      const metricsPort = numberFromConfig('METRICS_PORT');
+      const ofAppPods = services.filter((candidate) => labelsSelect(candidate.spec?.selector, appPodLabels));
+      expect(ofAppPods.length).toBeGreaterThanOrEqual(1);
+      for (const candidate of ofAppPods) {
+        // A Service port without targetPort targets its own port number.
+        const targets = (candidate.spec?.ports ?? []).map((port) => containerPortOf(port.targetPort ?? port.port, appContainer));
+        expect({ service: candidate.metadata?.name, targets }).toEqual({ service: candidate.metadata?.name, targets: [configuredPort] });
+        expect(targets).not.toContain(metricsPort);
+      }
+    });
+
     it('the disruption budget covers the assistant pods and lets at most one go at a time while allowing drains', () => {
       expect(labelsSelect(pdb.spec?.selector?.matchLabels, deployment.spec?.template.metadata?.labels)).toBe(true);
       const { minAvailable, maxUnavailable } = pdb.spec ?? {};
@@ -678,52 +843,111 @@ describe('deployment artefacts', () => {
 
     it('the in-cluster Redis is one replica of redis:7-alpine behind a Service that REDIS_URL points at, with no persistent volume', () => {
       expect(redisDeployment.spec?.replicas).toBe(1);
-      const redisPod = defined(redisDeployment.spec?.template.spec, 'redis pod spec');
-      const redis = defined(redisPod.containers[0], 'redis container');
-      expect(redis.image).toBe('redis:7-alpine');
+      expect(redisContainer.image).toBe('redis:7-alpine');
       expect(redisPod.volumes?.every((volume) => volume.persistentVolumeClaim === undefined) ?? true).toBe(true);
       expect(labelsSelect(redisService.spec?.selector, redisDeployment.spec?.template.metadata?.labels)).toBe(true);
 
-      const url = new URL(defined(configData.REDIS_URL, 'ConfigMap REDIS_URL'));
+      const url = new URL(
+        defined(containerEnvironment(appContainer, SECRETS_WITH_REDIS).REDIS_URL, 'REDIS_URL of the assistant container'),
+      );
       expect(url.protocol).toMatch(/^rediss?:$/);
       expect(url.hostname).toBe(redisService.metadata?.name);
       const servicePort = defined(redisService.spec?.ports?.[0], 'redis Service port');
       expect(Number(url.port || 6379)).toBe(servicePort.port);
-      expect(containerPortOf(servicePort.targetPort, redis)).toBe(6379);
+      expect(containerPortOf(servicePort.targetPort, redisContainer)).toBe(6379);
     });
   });
 
   describe('the ConfigMap', () => {
-    it('sets every variable of the contract except HF_TOKEN, the promised ones shipped, SHUTDOWN_DRAIN_SECONDS, LOG_LEVEL and NODE_ENV=production', () => {
-      const expected = [...CONFIG_VARIABLES.filter((name) => name !== 'HF_TOKEN'), ...EXTRA_VARIABLES].sort();
+    it('sets every variable of the contract and the shipped promised ones but the secret ones and REDIS_URL, plus SHUTDOWN_DRAIN_SECONDS, LOG_LEVEL and NODE_ENV=production', () => {
+      const notHere = new Set([...SECRET_VARIABLES, ...URL_WITH_PASSWORD_VARIABLES]);
+      const expected = [...CONFIG_VARIABLES, ...EXTRA_VARIABLES].filter((name) => !notHere.has(name)).sort();
       expect(Object.keys(configData).sort()).toEqual(expected);
-      expect(configData).not.toHaveProperty('HF_TOKEN');
       expect(configData.NODE_ENV).toBe('production');
       expect(LOG_LEVELS).toContain(configData.LOG_LEVEL);
+    });
+
+    it('holds nothing secret: no token, key, password or URL with credentials, by name or by value', () => {
+      for (const name of [...SECRET_VARIABLES, ...URL_WITH_PASSWORD_VARIABLES, ...REDIS_PASSWORD_VARIABLES])
+        expect({ name, inConfigMap: name in configData }).toEqual({ name, inConfigMap: false });
+      for (const [name, value] of Object.entries(configData)) {
+        expect({ name, secretName: /(^|_)(TOKEN|PASSWORD|SECRET|API_KEYS?|AUTH)$/.test(name) }).toEqual({ name, secretName: false });
+        expect({ name, secretValue: /hf_[A-Za-z0-9]{8,}|sha256:/i.test(value) }).toEqual({ name, secretValue: false });
+        const credentials = URL.canParse(value) ? `${new URL(value).username}${new URL(value).password}` : '';
+        expect({ name, credentials }).toEqual({ name, credentials: '' });
+      }
     });
 
     it("passes the app's own environment validation, which would stop start-up on a bad value", () => {
       const env = validateEnvironment({ ...configData });
       expect(env.PORT).toBe(configuredPort);
       expect(env.NODE_ENV).toBe('production');
-      expect(env.REDIS_URL).toBe(configData.REDIS_URL);
       expect(env.SHUTDOWN_DRAIN_SECONDS).toBe(numberFromConfig('SHUTDOWN_DRAIN_SECONDS'));
-      // The same validation does reject a bad value, so the check above means something.
+      expect(env.METRICS_PORT).toBe(numberFromConfig('METRICS_PORT'));
+      expect(env.RATE_LIMIT_PER_MINUTE).toBe(120);
+      // The same validation does reject a bad value, so the checks above mean something.
       expect(() => validateEnvironment({ ...configData, CIRCUIT_BREAKER_TIMEOUT_SECONDS: 'thirty' })).toThrow(
         /CIRCUIT_BREAKER_TIMEOUT_SECONDS/,
       );
+      expect(() => validateEnvironment({ ...configData, METRICS_PORT: configData.PORT })).toThrow(/METRICS_PORT/);
+      expect(() => validateEnvironment({ ...configData, RATE_LIMIT_PER_MINUTE: '-1' })).toThrow(/RATE_LIMIT_PER_MINUTE/);
+      expect(() => validateEnvironment({ ...configData, TRUST_PROXY: 'the ingress' })).toThrow(/TRUST_PROXY/);
+    });
+
+    it('its TRUST_PROXY makes the app take the client address the ingress wrote (right-most), not the left-most one a client can forge', async () => {
+      // The app's own HTTP adapter, built as main.ts builds it, from the ConfigMap's value.
+      const saved = process.env.TRUST_PROXY;
+      process.env.TRUST_PROXY = defined(configData.TRUST_PROXY, 'ConfigMap TRUST_PROXY');
+      const adapter = (() => {
+        try {
+          return createHttpAdapter();
+        } finally {
+          if (saved === undefined) delete process.env.TRUST_PROXY;
+          else process.env.TRUST_PROXY = saved;
+        }
+      })();
+      const fastify = adapter.getInstance();
+      fastify.get('/ip', (request, reply) => reply.send({ ip: request.ip }));
+      try {
+        // The client wrote the first entry itself; the ingress controller (the direct peer) appended the real address.
+        const response = await fastify.inject({
+          method: 'GET',
+          url: '/ip',
+          remoteAddress: '10.0.0.5',
+          headers: { 'x-forwarded-for': '198.51.100.66, 203.0.113.7' },
+        });
+        expect(response.json()).toEqual({ ip: '203.0.113.7' });
+      } finally {
+        await fastify.close();
+      }
     });
   });
 
-  describe('HF_TOKEN', () => {
-    it('the example Secret holds only a placeholder under HF_TOKEN and is named as the Deployment expects', () => {
+  describe('secrets: HF_TOKEN, ASSISTANT_API_KEYS and the Redis password', () => {
+    it('the example Secrets hold only placeholders and are named as the manifests expect', () => {
       const placeholder = defined(exampleSecret.stringData?.HF_TOKEN ?? exampleSecret.data?.HF_TOKEN, 'HF_TOKEN in secret.example.yaml');
       expect(placeholder).not.toMatch(/^hf_/);
       expect(placeholder).toMatch(/REPLACE|EXAMPLE|CHANGE/i);
       expect(readFileSync(join(K8S_DIR, 'secret.example.yaml'), 'utf8')).toMatch(/example/i);
+      expect(defined(exampleRedisSecret.stringData?.REDIS_PASSWORD, 'REDIS_PASSWORD in secret.example.yaml')).toMatch(
+        /REPLACE|EXAMPLE|CHANGE/i,
+      );
+      // Every secretKeyRef of the manifests names a Secret and key that the example shows.
+      const examples = manifests.filter(({ file }) => file === 'secret.example.yaml').map(({ object }) => object);
+      const refs = manifests
+        .filter(({ file }) => file !== 'secret.example.yaml')
+        .flatMap(({ object }) => (Deployment.is(object) ? (object.spec?.template.spec?.containers ?? []) : []))
+        .flatMap((container) => container.env ?? [])
+        .flatMap((variable) => (variable.valueFrom?.secretKeyRef === undefined ? [] : [variable.valueFrom.secretKeyRef]));
+      expect(refs.length).toBeGreaterThanOrEqual(5);
+      for (const { name, key } of refs) {
+        const example = examples.find((object) => Secret.is(object) && object.metadata?.name === name);
+        const keys = Secret.is(example) ? Object.keys({ ...example.data, ...example.stringData }) : [];
+        expect({ name, key, shown: keys.includes(key) }).toEqual({ name, key, shown: true });
+      }
     });
 
-    it('has no value anywhere in deploy/, docker-compose.yml or the Dockerfile other than the example placeholder and a pass-through of the caller’s variable', () => {
+    it('have no value anywhere in deploy/, docker-compose.yml or the Dockerfile but the example placeholders and references to variables', () => {
       const files = [...listFiles(DEPLOY_DIR), join(ROOT, 'docker-compose.yml'), join(ROOT, 'Dockerfile'), join(ROOT, '.dockerignore')];
       for (const path of files) {
         const name = relative(ROOT, path);
@@ -736,23 +960,202 @@ describe('deployment artefacts', () => {
           // Allowed: empty, or a reference to the caller's variable ($HF_TOKEN, ${HF_TOKEN:-}).
           expect({ name, value }).toEqual({ name, value: expect.stringMatching(/^(\$\{?HF_TOKEN(:?-)?\}?)?$/) });
         }
+        for (const match of text.matchAll(/(?<![\w${(])(REDIS_PASSWORD|REDISCLI_AUTH)["']?[ \t]*[:=][ \t]*([^\s#]*)/g)) {
+          const value = (match[2] ?? '').replace(/^["']|["']$/g, '');
+          // Allowed: empty, or a shell or Kubernetes reference / substitution ($VAR, ${VAR}, $(openssl rand -hex 32)).
+          expect({ name, value }).toEqual({ name, value: expect.stringMatching(/^(\$.*)?$/) });
+        }
+        for (const match of text.matchAll(/(?<![\w${(])ASSISTANT_API_KEYS["']?[ \t]*[:=][ \t]*([^\s#]*)/g)) {
+          const value = (match[1] ?? '').replace(/^["']|["']$/g, '');
+          // Allowed: empty, references, and sha256: forms; never a plain key.
+          for (const entry of value.split(',').filter((part) => part !== ''))
+            expect({ name, entry }).toEqual({ name, entry: expect.stringMatching(/^(\$|sha256:)/) });
+        }
       }
     });
 
-    it('no parsed manifest sets HF_TOKEN by value: only the secretKeyRef and the example Secret mention it', () => {
+    it('no parsed manifest sets a secret by value: only secretKeyRefs and the example Secrets carry them', () => {
+      const secretNames = new Set([...SECRET_VARIABLES, ...REDIS_PASSWORD_VARIABLES]);
       const offenders: string[] = [];
       const walk = (value: unknown, path: string): void => {
         if (Array.isArray(value)) value.forEach((item, index) => walk(item, `${path}[${index}]`));
         else if (isRecord(value)) {
-          if (value.name === 'HF_TOKEN' && value.value !== undefined) offenders.push(`${path}.value`);
+          if (typeof value.name === 'string' && secretNames.has(value.name) && value.value !== undefined) offenders.push(`${path}.value`);
           for (const [key, child] of Object.entries(value)) {
-            if (key === 'HF_TOKEN') offenders.push(`${path}.${key}`);
+            if (secretNames.has(key)) offenders.push(`${path}.${key}`);
             walk(child, `${path}.${key}`);
           }
         }
       };
       for (const { file, object } of manifests) if (file !== 'secret.example.yaml') walk(object, file);
       expect(offenders).toEqual([]);
+      // The walk does catch one.
+      const leaky = structuredClone(appContainer);
+      leaky.env = [{ name: 'ASSISTANT_API_KEYS', value: 'plain-key' }];
+      walk(leaky, 'leaky');
+      expect(offenders).toEqual(['leaky.env[0].value']);
+    });
+  });
+
+  describe('Redis with a password from a Secret', () => {
+    const passwordRef = (container: IContainer, name: string) => {
+      const entries = envVar(container, name);
+      expect({ name, entries: entries.length }).toEqual({ name, entries: 1 });
+      expect(entries[0]?.value).toBeUndefined();
+      return entries[0]?.valueFrom?.secretKeyRef;
+    };
+
+    it('Redis requires the REDIS_PASSWORD of the Secret assistant-redis, a required key, through --requirepass', () => {
+      expect(passwordRef(redisContainer, 'REDIS_PASSWORD')).toEqual({ name: exampleRedisSecret.metadata?.name, key: 'REDIS_PASSWORD' });
+      const args = redisContainer.args ?? [];
+      // The pod spec holds only the reference; the kubelet expands it from the container's environment.
+      expect(args[args.indexOf('--requirepass') + 1]).toBe('$(REDIS_PASSWORD)');
+      const expanded = containerArgs(redisContainer, SECRETS_WITH_REDIS);
+      expect(expanded[expanded.indexOf('--requirepass') + 1]).toBe(SAMPLE_REDIS_PASSWORD);
+      expect(args.filter((arg) => arg === '--requirepass')).toHaveLength(1);
+      expect(redisContainer.command).toBeUndefined();
+      // Without the Secret the pod does not start, rather than start with "$(REDIS_PASSWORD)" or no password.
+      expect(() => containerArgs(redisContainer, {})).toThrow(ContainerConfigError);
+    });
+
+    it("the app's REDIS_URL carries that same password, built by the kubelet from the same Secret key, and passes the app's validation", () => {
+      const appRef = passwordRef(appContainer, 'REDIS_PASSWORD');
+      expect(appRef).toEqual(passwordRef(redisContainer, 'REDIS_PASSWORD'));
+      expect(appRef?.optional ?? false).toBe(false);
+      const names = (appContainer.env ?? []).map((variable) => variable.name);
+      // $(REDIS_PASSWORD) is expanded only when defined earlier in the list.
+      expect(names.indexOf('REDIS_PASSWORD')).toBeLessThan(names.indexOf('REDIS_URL'));
+      expect(envVar(appContainer, 'REDIS_URL')[0]?.value).toContain('$(REDIS_PASSWORD)');
+
+      const env = containerEnvironment(appContainer, SECRETS_WITH_REDIS);
+      const validated = validateEnvironment(env);
+      const url = new URL(defined(validated.REDIS_URL, 'validated REDIS_URL'));
+      expect(decodeURIComponent(url.password)).toBe(SAMPLE_REDIS_PASSWORD);
+      expect(url.hostname).toBe(redisService.metadata?.name);
+      expect(() => containerEnvironment(appContainer, {})).toThrow(ContainerConfigError);
+
+      // The order matters, and this check would see it: listed after REDIS_URL, the reference stays as written.
+      const reordered = structuredClone(appContainer);
+      reordered.env = [...(reordered.env ?? [])].sort((a, b) => (a.name === 'REDIS_URL' ? -1 : b.name === 'REDIS_URL' ? 1 : 0));
+      expect(new URL(containerEnvironment(reordered, SECRETS_WITH_REDIS).REDIS_URL ?? '').password).not.toBe(SAMPLE_REDIS_PASSWORD);
+    });
+
+    it('the password goes into the URL as written, so the example placeholder is URL-safe (the README says: openssl rand -hex)', () => {
+      const placeholder = defined(exampleRedisSecret.stringData?.REDIS_PASSWORD, 'REDIS_PASSWORD placeholder');
+      expect(placeholder).toMatch(/^[A-Za-z0-9._~-]+$/);
+      const url = new URL(expandReferences(envVar(appContainer, 'REDIS_URL')[0]?.value ?? '', { REDIS_PASSWORD: placeholder }));
+      expect(url.password).toBe(placeholder);
+      expect(readFileSync(join(DEPLOY_DIR, 'README.md'), 'utf8')).toContain('openssl rand -hex 32');
+    });
+
+    it('the readiness probe authenticates through REDISCLI_AUTH from the same Secret key and keeps the password off command lines', () => {
+      expect(passwordRef(redisContainer, 'REDISCLI_AUTH')).toEqual(passwordRef(redisContainer, 'REDIS_PASSWORD'));
+      const command = (redisContainer.readinessProbe?.exec?.command ?? []).join(' ');
+      expect(command).toMatch(/redis-cli\b.*\bping\b/i);
+      // PONG, not just the exit status: an error reply (NOAUTH, LOADING) is not ready.
+      expect(command).toContain('PONG');
+      expect(command).not.toMatch(/\s-a\s|--pass|--user|REDIS_PASSWORD|REDISCLI_AUTH|\$/);
+      for (const probe of [redisContainer.readinessProbe, redisContainer.livenessProbe, redisContainer.startupProbe])
+        expect((probe?.exec?.command ?? []).join(' ')).not.toMatch(/\s-a\s|REDIS_PASSWORD/);
+    });
+  });
+
+  describe('ASSISTANT_API_KEYS', () => {
+    it('comes only from an optional key of the Secret assistant-api-keys: without it no key is needed, with it the app gets the keys', () => {
+      const entries = envVar(appContainer, 'ASSISTANT_API_KEYS');
+      expect(entries).toHaveLength(1);
+      expect(entries[0]?.value).toBeUndefined();
+      expect(entries[0]?.valueFrom?.secretKeyRef).toEqual({
+        name: exampleApiKeysSecret.metadata?.name,
+        key: 'ASSISTANT_API_KEYS',
+        optional: true,
+      });
+      expect(configData).not.toHaveProperty('ASSISTANT_API_KEYS');
+      expect(validateEnvironment(containerEnvironment(appContainer, SECRETS_WITH_REDIS)).ASSISTANT_API_KEYS).toBeUndefined();
+      const keys = defined(exampleApiKeysSecret.stringData?.ASSISTANT_API_KEYS, 'ASSISTANT_API_KEYS in secret.example.yaml');
+      const withKeys = { ...SECRETS_WITH_REDIS, [exampleApiKeysSecret.metadata?.name ?? '']: { ASSISTANT_API_KEYS: keys } };
+      expect(validateEnvironment(containerEnvironment(appContainer, withKeys)).ASSISTANT_API_KEYS).toBe(keys);
+    });
+
+    it('the example holds only sha256:<64 hex> forms, never a key a caller would send', () => {
+      const keys = defined(exampleApiKeysSecret.stringData?.ASSISTANT_API_KEYS, 'ASSISTANT_API_KEYS in secret.example.yaml');
+      const entries = keys.split(',').map((entry) => entry.trim());
+      expect(entries.length).toBeGreaterThanOrEqual(1);
+      for (const entry of entries) expect(entry).toMatch(/^sha256:[0-9a-f]{64}$/i);
+    });
+
+    it('the probes send no key: the health routes never need one', () => {
+      for (const name of ['livenessProbe', 'readinessProbe', 'startupProbe'] as const)
+        expect({ name, headers: probe(name).httpGet?.httpHeaders ?? [] }).toEqual({ name, headers: [] });
+    });
+  });
+
+  describe('NetworkPolicies', () => {
+    it('every policy selects the assistant pods or the Redis pods, never every pod of the namespace and never both', () => {
+      for (const policy of networkPolicies) {
+        const name = policy.metadata?.name;
+        expect({ name, matchLabels: Object.keys(policy.spec?.podSelector.matchLabels ?? {}).length > 0 }).toEqual({
+          name,
+          matchLabels: true,
+        });
+        const app = policySelectorSelects(policy.spec?.podSelector, appPodLabels);
+        const redis = policySelectorSelects(policy.spec?.podSelector, redisPodLabels);
+        expect({ name, selectsOne: app !== redis }).toEqual({ name, selectsOne: true });
+      }
+    });
+
+    it('Redis accepts connections only from the assistant API pods of its namespace, only on the Redis port, and opens none itself', () => {
+      const policies = policiesSelecting(redisPodLabels);
+      expect(policies.length).toBeGreaterThanOrEqual(1);
+      for (const policy of policies) expect(policyTypesOf(policy)).toEqual(expect.arrayContaining(['Ingress', 'Egress']));
+      const rules = ingressRulesOf(policies);
+      expect(rules.length).toBeGreaterThanOrEqual(1);
+      for (const rule of rules) {
+        // An empty or missing `from` would admit any source.
+        expect(rule.from?.length ?? 0).toBeGreaterThan(0);
+        for (const peer of rule.from ?? []) {
+          expect(peer.ipBlock).toBeUndefined();
+          // No namespaceSelector: the pod selector applies to Redis' own namespace only.
+          expect(peer.namespaceSelector).toBeUndefined();
+          expect(Object.keys(peer.podSelector?.matchLabels ?? {}).length).toBeGreaterThan(0);
+          expect(policySelectorSelects(peer.podSelector, appPodLabels)).toBe(true);
+          expect(policySelectorSelects(peer.podSelector, { 'app.kubernetes.io/name': 'intruder' })).toBe(false);
+        }
+        expect(portsRuleOpens(rule, redisContainer)).toEqual(rule.ports?.map(() => 6379));
+      }
+      expect(rules.some((rule) => ruleOpensPort(rule, 6379, redisContainer))).toBe(true);
+      expect(policies.flatMap((policy) => policy.spec?.egress ?? [])).toEqual([]);
+    });
+
+    it('the assistant pods accept the API port from any source and the metrics port only from the monitoring namespace, and nothing else', () => {
+      const metricsPort = numberFromConfig('METRICS_PORT');
+      const policies = policiesSelecting(appPodLabels);
+      expect(policies.length).toBeGreaterThanOrEqual(1);
+      for (const policy of policies) expect(policyTypesOf(policy)).toContain('Ingress');
+      const rules = ingressRulesOf(policies);
+      // The API port: a rule with no `from` (documented in deploy/README.md, with how to narrow it to the ingress controller).
+      expect(rules.some((rule) => (rule.from ?? []).length === 0 && ruleOpensPort(rule, configuredPort, appContainer))).toBe(true);
+      // The metrics port: every rule that opens it admits exactly the monitoring namespace.
+      const metricsRules = rules.filter((rule) => ruleOpensPort(rule, metricsPort, appContainer));
+      expect(metricsRules.length).toBeGreaterThanOrEqual(1);
+      for (const rule of metricsRules) expect(rule.from).toEqual([{ namespaceSelector: { matchLabels: MONITORING_NAMESPACE_SELECTOR } }]);
+      // No other port: every port of every rule is the API port or the metrics port.
+      for (const rule of rules)
+        for (const port of portsRuleOpens(rule, appContainer)) expect([configuredPort, metricsPort]).toContain(port);
+      // The checks above do see a rule that would let anyone reach the metrics port.
+      const open: INetworkPolicyIngressRule = { ports: [{ protocol: 'TCP', port: 'metrics' }] };
+      expect(ruleOpensPort(open, metricsPort, appContainer) && (open.from ?? []).length === 0).toBe(true);
+    });
+
+    it('deploy/README.md documents the policies, the Secrets to create, rediss:// and the metrics port', () => {
+      const readme = readFileSync(join(DEPLOY_DIR, 'README.md'), 'utf8');
+      expect(readme).toContain('rediss://');
+      expect(readme).toContain('NetworkPolic');
+      expect(readme).toContain('monitoring');
+      expect(readme).toContain('METRICS_PORT');
+      expect(readme).toContain('TRUST_PROXY');
+      for (const secret of [exampleSecret, exampleRedisSecret, exampleApiKeysSecret])
+        expect(readme).toContain(`kubectl create secret generic ${secret.metadata?.name ?? ''}`);
     });
   });
 
