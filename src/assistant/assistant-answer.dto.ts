@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import type { CircuitState } from '../circuit-breaker/circuit-breaker.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
-import { type CircuitStatus, FALLBACK_REASONS, type FallbackReason } from './assistant.errors.js';
+import { type CircuitStatus, FALLBACK_REASONS, type FallbackReason, UNAVAILABLE_REASONS } from './assistant.errors.js';
 
 export const ANSWER_SOURCES = ['llm', 'cache', 'excerpts'] as const;
 export type AnswerSource = (typeof ANSWER_SOURCES)[number];
@@ -79,7 +79,7 @@ export class UpstreamUnavailableDto {
   @ApiProperty()
   message!: string;
 
-  @ApiProperty({ type: 'string', enum: FALLBACK_REASONS, description: 'Why the model did not answer' })
+  @ApiProperty({ type: 'string', enum: UNAVAILABLE_REASONS, description: 'Why the model did not answer' })
   reason!: FallbackReason;
 
   @ApiProperty({ type: 'integer', minimum: 1 })

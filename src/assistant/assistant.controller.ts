@@ -1,9 +1,11 @@
-import { Body, Controller, HttpCode, HttpStatus, Post, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Headers, HttpCode, HttpStatus, Post, UseInterceptors } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { AnswerMetricsInterceptor } from '../metrics/answer-metrics.interceptor.js';
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import { ApiAnswerResponses } from './assistant.openapi.js';
+import { AnswerEventStream } from './answer-events.js';
 import { AssistantService } from './assistant.service.js';
+import { ServerSentEventsInterceptor, wantsEventStream } from './server-sent-events.interceptor.js';
 import { ClientSignal } from './client-signal.decorator.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
 import { QueryDto } from './query.dto.js';
@@ -15,9 +17,14 @@ export class AssistantController {
 
   @Post('query')
   @HttpCode(HttpStatus.OK)
-  @UseInterceptors(AnswerMetricsInterceptor)
+  @UseInterceptors(ServerSentEventsInterceptor, AnswerMetricsInterceptor)
   @ApiAnswerResponses()
-  query(@Body(MaxQueryLengthPipe) body: QueryDto, @ClientSignal() clientGone: AbortSignal): Promise<AssistantAnswerDto> {
+  query(
+    @Body(MaxQueryLengthPipe) body: QueryDto,
+    @ClientSignal() clientGone: AbortSignal,
+    @Headers('accept') accept?: string,
+  ): Promise<AssistantAnswerDto | AnswerEventStream> {
+    if (wantsEventStream(accept)) return AnswerEventStream.open(this.assistant.stream(body, clientGone));
     return this.assistant.answer(body, clientGone);
   }
 }

@@ -7,8 +7,12 @@ export const FALLBACK_REASONS = [
   'rate_limited',
   'overloaded',
   'upstream_unconfigured',
+  /** A streamed answer whose model stream failed or stalled after tokens were sent: the partial answer. */
+  'interrupted',
 ] as const;
 export type FallbackReason = (typeof FALLBACK_REASONS)[number];
+/** What a 503 can say: an interrupted stream always has its partial answer to send. */
+export const UNAVAILABLE_REASONS = FALLBACK_REASONS.filter((reason) => reason !== 'interrupted');
 
 export interface CircuitStatus {
   name: string;

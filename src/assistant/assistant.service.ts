@@ -10,6 +10,7 @@ import { HfTextGenService } from '../hf-textgen/hf-textgen.service.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { KnowledgeBase } from '../knowledge/knowledge-base.js';
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
+import type { AnswerEvent } from './answer-events.js';
 import { type CircuitStatus, type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
 import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
@@ -44,13 +45,7 @@ export class AssistantService {
 
   /** `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). */
   async answer({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
-    const key = this.cache.keyFor({
-      query,
-      topK,
-      ...this.model.generationParameters,
-      corpusVersion: this.knowledge.version,
-      promptVersion: PROMPT_VERSION,
-    });
+    const key = this.cacheKey(query, topK);
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) return this.fromCache(cached);
 
@@ -69,6 +64,78 @@ export class AssistantService {
     if (cached) return this.fromStaleCache(cached, outage);
     if (excerpts.length > 0) return this.fromExcerpts(excerpts, outage);
     throw new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.circuitStatus());
+  }
+
+  /**
+   * The same answer, streamed (the contract's Streaming section): `excerpts`, then the model's `token`s as they come,
+   * then `done` with the body `answer` would give. A fresh cached answer comes as one token. The model failing before
+   * its first token: the fallbacks, as `done`. After tokens were sent: `done` with the partial answer, degraded,
+   * `interrupted` (never cached). Nothing to fall back on: UpstreamUnavailableError before any event, which is why
+   * the excerpts event waits for the first token when there is no fallback to send instead.
+   */
+  async *stream({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): AsyncGenerator<AnswerEvent, void, undefined> {
+    const key = this.cacheKey(query, topK);
+    const cached = await this.cache.lookup(key);
+    if (cached && this.cache.isFresh(cached)) {
+      yield { type: 'excerpts', excerpts: cached.excerpts };
+      yield { type: 'token', text: cached.answer };
+      yield { type: 'done', answer: this.fromCache(cached) };
+      return;
+    }
+
+    const excerpts = this.knowledge.search(query, topK);
+    const generation = this.model.generateStream(buildPrompt(query, excerpts), signal);
+    // Read below; until then its rejection must not count as unhandled.
+    generation.catch(() => undefined);
+    let pieces: AsyncIterableIterator<string> | undefined;
+    try {
+      const hasFallback = cached !== undefined || excerpts.length > 0;
+      if (hasFallback) yield { type: 'excerpts', excerpts };
+      try {
+        pieces = await generation;
+      } catch (error) {
+        if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : error;
+        const outage = this.describeOutage(error);
+        if (cached) yield { type: 'done', answer: this.fromStaleCache(cached, outage) };
+        else if (excerpts.length > 0) yield { type: 'done', answer: this.fromExcerpts(excerpts, outage) };
+        else throw new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.circuitStatus());
+        return;
+      }
+      if (!hasFallback) yield { type: 'excerpts', excerpts };
+
+      let text = '';
+      try {
+        for await (const piece of pieces) {
+          text += piece;
+          yield { type: 'token', text: piece };
+        }
+      } catch (error) {
+        if (signal?.aborted) return;
+        const outage: Outage = { reason: 'interrupted', retryAfterSeconds: this.describeOutage(error).retryAfterSeconds };
+        yield { type: 'done', answer: this.respond({ answer: text, source: 'llm', excerpts }, outage) };
+        return;
+      }
+      await this.cache.store(key, { answer: text.trim(), excerpts });
+      yield { type: 'done', answer: this.fromModel(text.trim(), excerpts) };
+    } finally {
+      // Ended early (the client left, or an error above): the model's stream, started or not, is ended and aborted.
+      if (pieces) await pieces.return?.();
+      else
+        void generation.then(
+          (started) => started.return?.(),
+          () => undefined,
+        );
+    }
+  }
+
+  private cacheKey(query: string, topK: number): string {
+    return this.cache.keyFor({
+      query,
+      topK,
+      ...this.model.generationParameters,
+      corpusVersion: this.knowledge.version,
+      promptVersion: PROMPT_VERSION,
+    });
   }
 
   private fromCache(cached: CachedAnswer): AssistantAnswer {

@@ -7,6 +7,11 @@ export interface UseCircuitBreakerOptions {
   name?: string;
   /** What each error says about the upstream (see FailureVerdict); every error is a failure when omitted. */
   classify?: (error: unknown) => FailureVerdict;
+  /**
+   * The method resolves to an AsyncIterable (a stream): it then runs through `fireStream`, so the time-out bounds the
+   * time to its first item and the stream idle time-out each gap after it, and the call ends when the stream does.
+   */
+  stream?: boolean;
 }
 
 /**

@@ -51,14 +51,15 @@ export class CircuitBreakerExplorer implements OnModuleInit {
     const breaker = this.registry.get(options.name ?? this.registry.defaultName);
     const circuitBreakerInterceptor: AsyncMethod = (...args) => {
       const callerSignal = args[signalIndex];
-      return breaker.fire(
-        (signal) => {
-          const callArgs = [...args];
-          callArgs[signalIndex] = signal;
-          return original.apply(instance, callArgs);
-        },
-        { classify: options.classify, signal: callerSignal instanceof AbortSignal ? callerSignal : undefined },
-      );
+      const task = (signal: AbortSignal) => {
+        const callArgs = [...args];
+        callArgs[signalIndex] = signal;
+        return original.apply(instance, callArgs);
+      };
+      const guard = { classify: options.classify, signal: callerSignal instanceof AbortSignal ? callerSignal : undefined };
+      return options.stream
+        ? breaker.fireStream(task as (signal: AbortSignal) => Promise<AsyncIterable<unknown>>, guard)
+        : breaker.fire(task, guard);
     };
     // Keep the original's name and metadata so other decorators on the method still find theirs.
     Object.defineProperty(circuitBreakerInterceptor, 'name', { value: original.name });

@@ -52,36 +52,77 @@ export class HfTextGenService implements OnModuleInit {
   @UseCircuitBreaker({ classify: modelFailureVerdict })
   async generate(prompt: ChatPrompt, signal?: AbortSignal): Promise<Generation> {
     if (!this.configured) throw new ModelUnconfiguredError();
-    let responseHeaders: Headers | undefined;
-    // The client's errors keep the status but drop the headers; keep them for Retry-After.
-    const fetchKeepingHeaders: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      responseHeaders = response.headers;
-      return response;
-    };
+    const upstream = new UpstreamResponse();
     try {
-      const completion = await this.client.chatCompletion(
-        {
-          model: this.config.model,
-          messages: [
-            { role: 'system', content: prompt.system },
-            { role: 'user', content: prompt.user },
-          ],
-          max_tokens: this.config.maxNewTokens,
-          temperature: this.config.temperature,
-        },
-        // retry_on_error would re-call on every 503 at once, without limit, behind the breaker's back.
-        { retry_on_error: false, fetch: fetchKeepingHeaders, signal },
-      );
+      const completion = await this.client.chatCompletion(this.chatRequest(prompt), upstream.options(signal));
       const text = completion?.choices?.[0]?.message?.content;
       if (typeof text !== 'string' || text.trim() === '') {
         throw new ModelCallFailedError('protocol', 'The model answered without any message content');
       }
       return { text: text.trim(), model: typeof completion.model === 'string' ? completion.model : this.config.model };
     } catch (error) {
-      throw classifyUpstreamError(error, { headers: responseHeaders, signal });
+      throw classifyUpstreamError(error, { headers: upstream.headers, signal });
     }
   }
+
+  /**
+   * The model's answer as it is generated: its text pieces, in order. Nothing is requested until the first piece is
+   * read; behind the breaker (stream mode) that read is bounded by the time-out and each later one by the idle time-out.
+   * Errors, also those that arrive inside an HTTP 200 stream, are classified like generate()'s.
+   */
+  @UseCircuitBreaker({ classify: modelFailureVerdict, stream: true })
+  generateStream(prompt: ChatPrompt, signal?: AbortSignal): Promise<AsyncIterableIterator<string>> {
+    if (!this.configured) return Promise.reject(new ModelUnconfiguredError());
+    const upstream = new UpstreamResponse();
+    const chunks = this.client.chatCompletionStream(this.chatRequest(prompt), upstream.options(signal));
+    return Promise.resolve(textPieces(chunks, upstream, signal));
+  }
+
+  private chatRequest(prompt: ChatPrompt) {
+    return {
+      model: this.config.model,
+      messages: [
+        { role: 'system', content: prompt.system },
+        { role: 'user', content: prompt.user },
+      ],
+      max_tokens: this.config.maxNewTokens,
+      temperature: this.config.temperature,
+    };
+  }
+}
+
+/** The upstream response's headers, kept for Retry-After: the client's errors keep the status but drop the headers. */
+class UpstreamResponse {
+  headers?: Headers;
+
+  options(signal: AbortSignal | undefined) {
+    const fetchKeepingHeaders: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      this.headers = response.headers;
+      return response;
+    };
+    // retry_on_error would re-call on every 503 at once, without limit, behind the breaker's back.
+    return { retry_on_error: false, fetch: fetchKeepingHeaders, signal };
+  }
+}
+
+async function* textPieces(
+  chunks: AsyncIterable<{ choices?: Array<{ delta?: { content?: unknown } }> }>,
+  upstream: UpstreamResponse,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<string, void, undefined> {
+  let streamed = false;
+  try {
+    for await (const chunk of chunks) {
+      const text = chunk?.choices?.[0]?.delta?.content;
+      if (typeof text !== 'string' || text === '') continue;
+      streamed = true;
+      yield text;
+    }
+  } catch (error) {
+    throw classifyUpstreamError(error, { headers: upstream.headers, signal });
+  }
+  if (!streamed) throw new ModelCallFailedError('protocol', 'The model streamed no message content');
 }
 
 /** Plain http to this machine itself never crosses a network. */
