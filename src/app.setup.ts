@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { ValidationPipe } from '@nestjs/common';
+import type { FastifyInstance } from 'fastify';
+import { BadRequestException, ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
 import fastifyHelmet from '@fastify/helmet';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -37,6 +38,7 @@ export function createHttpAdapter(trustProxy: TrustProxy = trustProxySetting()):
   });
   const fastify = adapter.getInstance();
   fastify.removeContentTypeParser('text/plain');
+  limitJsonNesting(fastify);
   // Security headers on every response. Helmet's default CSP (scripts from 'self') suits Swagger UI, whose page loads
   // its script from /docs/swagger-ui-init.js rather than inline; without upgrade-insecure-requests, since TLS ends at
   // the ingress and /docs is also read over plain http inside the cluster and on a developer's machine.
@@ -45,6 +47,43 @@ export function createHttpAdapter(trustProxy: TrustProxy = trustProxySetting()):
     contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
   });
   return adapter;
+}
+
+/**
+ * No valid body nests deeper than a few levels; a deeply nested one (a few KB of `[`) would overflow the stack of
+ * the validation that walks it (class-transformer recurses) and turn into a 500. Refused at parsing, with a 400.
+ */
+export const MAX_JSON_NESTING = 32;
+
+/** Fastify's own JSON parser (prototype-poisoning checks included), after a scan for nesting deeper than MAX_JSON_NESTING. */
+function limitJsonNesting(fastify: FastifyInstance): void {
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, raw, done) => {
+    const body = raw as string;
+    if (jsonNestingExceeds(body, MAX_JSON_NESTING)) {
+      return done(new BadRequestException(`JSON nested deeper than ${MAX_JSON_NESTING} levels`), undefined);
+    }
+    void parseJson(request, body, done);
+  });
+}
+
+/** Whether `json` opens more than `limit` arrays/objects inside each other (brackets inside strings do not count). */
+export function jsonNestingExceeds(json: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const char = json.charCodeAt(i);
+    if (inString) {
+      if (char === 0x5c)
+        i++; // a backslash escapes the next character
+      else if (char === 0x22) inString = false;
+    } else if (char === 0x22) inString = true;
+    else if (char === 0x5b || char === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (char === 0x5d || char === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** What main.ts and the e2e suites both apply, so tests exercise the app users run. */

@@ -92,3 +92,29 @@ describe('a client that sends its body slowly', () => {
     expect((await fetch(`${testApp.url}/health/live`)).status).toBe(200);
   }, 30_000);
 });
+
+describe('deeply nested JSON', () => {
+  it.each<[string, string]>([
+    ['an array nested 2000 deep', `${'['.repeat(2000)}1${']'.repeat(2000)}`],
+    ['a query nested 5000 deep', `{"query": ${'['.repeat(5000)}"x"${']'.repeat(5000)}}`],
+    ['objects nested 5000 deep', `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`],
+  ])('%s is a 400 saying so, not a 500 (the validation would overflow its stack)', async (_case, body) => {
+    const response = await fetch(`${testApp.url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ statusCode: 400, message: expect.stringContaining('nested deeper than 32') });
+  });
+
+  it('nesting within the limit, and brackets inside strings, are parsed as usual', async () => {
+    const response = await fetch(`${testApp.url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: `${'[{'.repeat(100)} ${KNOWN[0]} \\"[` }),
+    });
+    expect(response.status).toBe(200);
+    await response.arrayBuffer();
+  });
+});
