@@ -1,8 +1,15 @@
-import { request } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { jest } from '@jest/globals';
 import { InferenceClient, InferenceClientProviderApiError, InferenceClientProviderOutputError } from '@huggingface/inference';
-import { FakeHfUpstream, main, type Fault, type UpstreamStats } from './fake-hf-upstream.js';
-import { describeSchemaErrors, validateUpstreamBody, type UpstreamSchemaName } from './upstream-schema.js';
+import { FakeHfUpstream, main, type Fault, type StreamFault, type UpstreamStats } from './fake-hf-upstream.js';
+import {
+  describeEventStreamErrors,
+  describeSchemaErrors,
+  eventStreamData,
+  validateUpstreamBody,
+  type UpstreamSchemaName,
+} from './upstream-schema.js';
 
 const QUESTION = 'What is the refund policy for annual plans?';
 const MESSAGES = [
@@ -268,14 +275,48 @@ describe('admin interface and lifecycle', () => {
     expect(await stats()).toMatchObject({ calls: 0, fault: { kind: 'ok' } });
   });
 
-  test.each(['{"kind":"meltdown"}', '{"kind":"flapping"}', '{"kind":"sequence","faults":[{"kind":"ok"},{}]}', 'not json'])(
-    'PUT /__admin/fault refuses %s with 400 and keeps the current fault',
-    async (body) => {
-      const put = await fetch(`${upstream.url}/__admin/fault`, { method: 'PUT', body });
-      expect(put.status).toBe(400);
-      expect(upstream.stats.fault).toEqual({ kind: 'ok' });
-    },
-  );
+  test.each([
+    '{"kind":"meltdown"}',
+    '{"kind":"flapping"}',
+    '{"kind":"sequence","faults":[{"kind":"ok"},{}]}',
+    'not json',
+    '{"kind":"stallMidStream","afterTokens":-1}',
+    '{"kind":"cutMidStream","afterTokens":1.5}',
+    '{"kind":"slowTokens","tokenIntervalMs":"fast"}',
+    '{"kind":"ok","keepAliveMs":-5}',
+    '{"kind":"errorMidStream","errorShape":"xml"}',
+    '{"kind":"sequence","faults":[{"kind":"malformedChunk","afterTokens":null}]}',
+  ])('PUT /__admin/fault refuses %s with 400 and keeps the current fault', async (body) => {
+    const put = await fetch(`${upstream.url}/__admin/fault`, { method: 'PUT', body });
+    expect(put.status).toBe(400);
+    expect(upstream.stats.fault).toEqual({ kind: 'ok' });
+  });
+
+  test('PUT /__admin/fault takes every stream fault with its options, and the stats report the stream counters until a reset', async () => {
+    const faults: StreamFault[] = [
+      { kind: 'slowTokens', tokenIntervalMs: 5, answer: 'a b' },
+      { kind: 'stallBeforeFirstToken', latencyMs: 1, keepAliveMs: 1000 },
+      { kind: 'stallMidStream', afterTokens: 0 },
+      { kind: 'cutMidStream', afterTokens: 3 },
+      { kind: 'errorMidStream', afterTokens: 1, error: 'x', errorType: 'y', errorShape: 'errorResponse' },
+      { kind: 'malformedChunk', afterTokens: 2 },
+    ];
+    for (const fault of faults) {
+      const put = await fetch(`${upstream.url}/__admin/fault`, { method: 'PUT', body: JSON.stringify(fault) });
+      expect(put.status).toBe(204);
+      expect((await stats()).fault).toEqual(fault);
+    }
+    await fetch(`${upstream.url}/__admin/fault`, { method: 'PUT', body: JSON.stringify(faults[0]) });
+    await (await postStream()).text();
+    expect(await stats()).toMatchObject({
+      streams: 1,
+      tokensWritten: 2,
+      streamsAbortedByClient: 0,
+      lastStream: { tokens: 2, outcome: 'done' },
+    });
+    await fetch(`${upstream.url}/__admin/reset`, { method: 'POST' });
+    expect(await stats()).toMatchObject({ streams: 0, tokensWritten: 0, streamsAbortedByClient: 0, lastStream: null });
+  });
 
   test('waitForOpenSockets rejects naming the count while a hung socket is open and resolves once it is aborted', async () => {
     const own = await FakeHfUpstream.start(); // no pooled keep-alive sockets from other tests
@@ -320,5 +361,507 @@ describe('admin interface and lifecycle', () => {
       write.mockRestore();
       delete process.env['FAKE_HF_PORT'];
     }
+  });
+});
+
+// ---- Streaming: a request whose body has "stream": true ----
+
+const ANSWER = `Answer: ${QUESTION}`;
+/** How the fake splits ANSWER into tokens: each word with the whitespace after it. */
+const ANSWER_TOKENS = ['Answer: ', 'What ', 'is ', 'the ', 'refund ', 'policy ', 'for ', 'annual ', 'plans?'];
+const STREAM_ERROR = 'Request failed during generation: Server error: CUDA out of memory';
+
+/** What a test reads of a chunk; the full shape is checked against the spec's ChatCompletionChunk. */
+interface StreamChunk {
+  id: string;
+  choices: Array<{ delta: { role: string; content?: string }; finish_reason?: string | null }>;
+  usage?: unknown;
+}
+
+function streamBody(extra: object = {}): object {
+  return { model: 'x', messages: MESSAGES, stream: true, ...extra };
+}
+
+function postStream(body: object = streamBody(), signal?: AbortSignal): Promise<Response> {
+  return fetch(`${upstream.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
+
+/** The real client's stream, read as the app reads it. */
+function askStream(signal?: AbortSignal, url = upstream.url): AsyncGenerator<StreamChunk> {
+  const client = new InferenceClient(undefined, { endpointUrl: url });
+  return client.chatCompletionStream({ model: 'x', messages: MESSAGES, max_tokens: 64 }, { signal, retry_on_error: false });
+}
+
+interface StreamRead {
+  chunks: StreamChunk[];
+  /** Date.now() when each chunk came out of the client. */
+  times: number[];
+  error?: Caught;
+}
+
+async function readStream(stream: AsyncIterable<StreamChunk>): Promise<StreamRead> {
+  const read: StreamRead = { chunks: [], times: [] };
+  try {
+    for await (const chunk of stream) {
+      read.chunks.push(chunk);
+      read.times.push(Date.now());
+    }
+  } catch (error) {
+    if (!isCaught(error)) throw error;
+    read.error = error;
+  }
+  return read;
+}
+
+/** The non-empty contents, in order: the tokens (the role and finish chunks carry ''). */
+function tokensOf(chunks: StreamChunk[]): string[] {
+  return chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').filter((content) => content !== '');
+}
+
+function expectValidChunks(chunks: unknown[]): void {
+  for (const chunk of chunks) expect(describeSchemaErrors(validateUpstreamBody('ChatCompletionChunk', chunk))).toBe('');
+}
+
+/** Whatever the body delivers within `ms`; the read left pending is the caller's to abort. */
+async function textWithin(response: Response, ms: number): Promise<string> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const deadline = Date.now() + ms;
+  let text = '';
+  for (;;) {
+    const next = await Promise.race([reader.read(), sleep(Math.max(0, deadline - Date.now()), 'timeout' as const)]);
+    if (next === 'timeout' || next.done) return text;
+    text += decoder.decode(next.value as Uint8Array, { stream: true });
+  }
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  return Promise.race([settled, sleep(ms, false)]);
+}
+
+function gaps(times: number[]): number[] {
+  return times.slice(1).map((time, i) => time - (times[i] ?? time));
+}
+
+describe('streaming: a "stream": true request gets the answer as TGI streams it', () => {
+  test('ok: 200 text/event-stream, a role chunk, one chunk per word, a stop chunk, then [DONE], all valid ChatCompletionChunks', async () => {
+    const response = await postStream();
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    expect(response.headers.get('content-length')).toBeNull(); // chunked: sent as it is generated
+    const text = await response.text();
+    expect(describeEventStreamErrors(text)).toBe('');
+    expect(text).toMatch(/^data: \{.*\}\n\n/);
+    expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
+    const payloads = eventStreamData(text);
+    const chunks = payloads.slice(0, -1).map((data) => JSON.parse(data) as StreamChunk & { model: string; object: string });
+    expectValidChunks(chunks);
+    expect(chunks.map((chunk) => chunk.choices[0]?.delta)).toEqual([
+      { role: 'assistant', content: '' },
+      ...ANSWER_TOKENS.map((content) => ({ role: 'assistant', content })),
+      { role: 'assistant', content: '' },
+    ]);
+    expect(chunks.map((chunk) => chunk.choices[0]?.finish_reason)).toEqual([...ANSWER_TOKENS.map(() => null), null, 'stop']);
+    expect(new Set(chunks.map((chunk) => chunk.id)).size).toBe(1);
+    expect(chunks.every((chunk) => chunk.model === 'x' && chunk.object === 'chat.completion.chunk' && chunk.usage === null)).toBe(true);
+    expect(upstream.stats).toMatchObject({
+      streams: 1,
+      tokensWritten: 9,
+      streamsAbortedByClient: 0,
+      lastStream: { tokens: 9, outcome: 'done' },
+    });
+    await upstream.waitForInFlight(0);
+    expect(upstream.openStreams).toBe(0);
+  });
+
+  test('stream_options.include_usage adds a chunk with empty choices and the same usage as a non-streamed answer, before [DONE]', async () => {
+    const payloads = eventStreamData(await (await postStream(streamBody({ stream_options: { include_usage: true } }))).text());
+    expect(payloads.at(-1)).toBe('[DONE]');
+    const usageChunk = JSON.parse(payloads.at(-2) ?? '') as StreamChunk;
+    expectValidChunks([usageChunk]);
+    expect(usageChunk.choices).toEqual([]);
+    expect(validateUpstreamBody('Usage', usageChunk.usage)).toBeNull();
+    const complete = (await (await postChat()).json()) as { usage: unknown };
+    expect(usageChunk.usage).toEqual(complete.usage);
+    expect(JSON.parse(payloads.at(-3) ?? '')).toMatchObject({ choices: [{ finish_reason: 'stop' }], usage: null });
+  });
+
+  test('the real client reads it: chatCompletionStream yields every chunk, the contents join into the answer', async () => {
+    const { chunks, error } = await readStream(askStream());
+    expect(error).toBeUndefined();
+    expectValidChunks(chunks);
+    expect(chunks).toHaveLength(ANSWER_TOKENS.length + 2);
+    expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? '').join('')).toBe(ANSWER);
+    expect(chunks.at(-1)?.choices[0]?.finish_reason).toBe('stop');
+    expect(upstream.lastRequest?.body).toMatchObject({ model: 'x', stream: true, max_tokens: 64 });
+    expect(upstream.lastRequest?.headers.authorization).toBeUndefined(); // no token given
+    await upstream.waitForInFlight(0);
+    expect(upstream.streamsAbortedByClient).toBe(0);
+  });
+
+  test('tokenIntervalMs paces the tokens: the client gets each one as it is written, not all at the end', async () => {
+    upstream.setFault({ kind: 'ok', tokenIntervalMs: 40 });
+    const { chunks, times, error } = await readStream(askStream());
+    expect(error).toBeUndefined();
+    expect(tokensOf(chunks)).toEqual(ANSWER_TOKENS);
+    // role chunk, then 9 tokens 40 ms apart; the stop chunk follows the last token at once
+    for (const gap of gaps(times).slice(0, ANSWER_TOKENS.length)) expect(gap).toBeGreaterThanOrEqual(35);
+    expect((times.at(-2) ?? 0) - (times[1] ?? 0)).toBeGreaterThanOrEqual(8 * 35);
+  });
+
+  test('slowTokens is ok at 250 ms a token by default: slow but steady', async () => {
+    upstream.setFault({ kind: 'slowTokens', answer: 'one two three' });
+    const { chunks, times, error } = await readStream(askStream());
+    expect(error).toBeUndefined();
+    expect(tokensOf(chunks)).toEqual(['one ', 'two ', 'three']);
+    for (const gap of gaps(times).slice(0, 3)) {
+      expect(gap).toBeGreaterThanOrEqual(240);
+      expect(gap).toBeLessThan(750);
+    }
+  });
+
+  test('keepAliveMs writes ":" comments while the stream waits; the raw stream stays valid and the client does not see them', async () => {
+    upstream.setFault({ kind: 'ok', answer: 'one two three', tokenIntervalMs: 100, keepAliveMs: 20 });
+    const text = await (await postStream()).text();
+    expect(text.split('\n').filter((line) => line === ':').length).toBeGreaterThanOrEqual(6);
+    expect(describeEventStreamErrors(text)).toBe('');
+    expect(eventStreamData(text)).toHaveLength(6); // role, 3 tokens, stop, [DONE]
+    const { chunks, error } = await readStream(askStream());
+    expect(error).toBeUndefined();
+    expect(chunks).toHaveLength(5);
+  });
+
+  test('backpressure: while the reader reads nothing the fake stops writing (it awaits drain), and it finishes once the reader reads', async () => {
+    const words = 2000;
+    upstream.setFault({ kind: 'ok', answer: `${'x'.repeat(16_000)} `.repeat(words) }); // ~32 MB, far above the socket buffers
+    const req = request(`${upstream.url}/v1/chat/completions`, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json' },
+    });
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      req.on('response', resolve).on('error', reject).end(JSON.stringify(streamBody()));
+    });
+    response.pause();
+    try {
+      let written = -1;
+      while (written !== upstream.tokensWritten) {
+        written = upstream.tokensWritten;
+        await sleep(150);
+      }
+      expect(written).toBeGreaterThan(0);
+      expect(written).toBeLessThan(words / 2);
+      expect(upstream.lastStream).toEqual({ tokens: written, outcome: 'open' });
+      let bytes = 0;
+      response.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      const ended = new Promise((resolve) => response.on('end', resolve));
+      response.resume();
+      await ended;
+      expect(upstream.lastStream).toEqual({ tokens: words, outcome: 'done' });
+      expect(bytes).toBeGreaterThan(words * 16_000);
+    } finally {
+      req.destroy();
+    }
+  });
+});
+
+describe('stream faults break a stream the way a real upstream does', () => {
+  test('ok aborted by its client half-way: the fake stops writing and counts the stream as abortedByClient', async () => {
+    upstream.setFault({ kind: 'ok', tokenIntervalMs: 30 });
+    const controller = new AbortController();
+    const read = readStream(askStream(controller.signal));
+    await upstream.waitForTokens(3);
+    controller.abort();
+    const { chunks, error } = await read;
+    expect(error).toMatchObject({ name: 'AbortError' });
+    await upstream.waitForStreamsAbortedByClient(1);
+    const { lastStream } = upstream.stats;
+    expect(lastStream?.outcome).toBe('abortedByClient');
+    expect(lastStream?.tokens).toBeLessThan(ANSWER_TOKENS.length);
+    expect(tokensOf(chunks).length).toBeLessThanOrEqual(lastStream?.tokens ?? 0);
+    await sleep(100);
+    expect(upstream.tokensWritten).toBe(lastStream?.tokens); // nothing written after the abort
+  });
+
+  test('waitForTokens and waitForStreamsAbortedByClient reject naming the count when it is not reached', async () => {
+    await expect(upstream.waitForTokens(1, 50)).rejects.toThrow('still 0 tokens written (wanted >= 1) after 50 ms');
+    await expect(upstream.waitForStreamsAbortedByClient(1, 50)).rejects.toThrow(
+      'still 0 streams aborted by their client (wanted >= 1) after 50 ms',
+    );
+  });
+
+  test('stallBeforeFirstToken: 200 and the event-stream headers, then nothing, until the client aborts; the fake counts the abort', async () => {
+    upstream.setFault({ kind: 'stallBeforeFirstToken' });
+    const controller = new AbortController();
+    const response = await postStream(streamBody(), controller.signal);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    expect(await textWithin(response, 150)).toBe('');
+    expect(upstream.stats).toMatchObject({
+      inFlight: 1,
+      openStreams: 1,
+      streamsAbortedByClient: 0,
+      lastStream: { tokens: 0, outcome: 'open' },
+    });
+    controller.abort();
+    await upstream.waitForStreamsAbortedByClient(1);
+    expect(upstream.lastStream).toEqual({ tokens: 0, outcome: 'abortedByClient' });
+    await upstream.waitForInFlight(0);
+    expect(upstream.openStreams).toBe(0);
+  });
+
+  test('stallBeforeFirstToken through the client: the first next() stays pending, an abort rejects it with AbortError and closes the socket', async () => {
+    upstream.setFault({ kind: 'stallBeforeFirstToken' });
+    const controller = new AbortController();
+    const first = askStream(controller.signal).next();
+    await upstream.waitForCalls(1);
+    expect(await settlesWithin(first, 150)).toBe(false);
+    expect(upstream.openStreams).toBe(1); // the headers went out: the stream is open, just silent
+    controller.abort();
+    expect(await rejectionOf(first)).toMatchObject({ name: 'AbortError', message: 'This operation was aborted' });
+    await upstream.waitForStreamsAbortedByClient(1);
+    await upstream.waitForInFlight(0);
+  });
+
+  test('stallMidStream: the client gets the role chunk and afterTokens tokens, then waits; its abort reaches the fake', async () => {
+    upstream.setFault({ kind: 'stallMidStream', afterTokens: 3 });
+    const controller = new AbortController();
+    const stream = askStream(controller.signal);
+    const received: StreamChunk[] = [];
+    for (let i = 0; i < 4; i += 1) received.push((await stream.next()).value as StreamChunk);
+    expectValidChunks(received);
+    expect(tokensOf(received)).toEqual(ANSWER_TOKENS.slice(0, 3));
+    const next = stream.next();
+    expect(await settlesWithin(next, 150)).toBe(false);
+    expect(upstream.lastStream).toEqual({ tokens: 3, outcome: 'open' });
+    controller.abort();
+    expect(await rejectionOf(next)).toMatchObject({ name: 'AbortError' });
+    await upstream.waitForStreamsAbortedByClient(1);
+    expect(upstream.lastStream).toEqual({ tokens: 3, outcome: 'abortedByClient' });
+  });
+
+  test('stallMidStream with keepAliveMs: comments keep coming but no token, so only a token-based idle timer notices the stall', async () => {
+    upstream.setFault({ kind: 'stallMidStream', afterTokens: 1, keepAliveMs: 25 });
+    const controller = new AbortController();
+    const response = await postStream(streamBody(), controller.signal);
+    const text = await textWithin(response, 200);
+    controller.abort();
+    expect(text.split('\n').filter((line) => line === ':').length).toBeGreaterThanOrEqual(4);
+    expect(eventStreamData(text)).toHaveLength(2); // the role chunk and one token
+    await upstream.waitForStreamsAbortedByClient(1);
+  });
+
+  test('cutMidStream: the tokens before the cut arrive, then the client throws TypeError "terminated"; no client abort is counted', async () => {
+    upstream.setFault({ kind: 'cutMidStream', afterTokens: 2 });
+    const { chunks, error } = await readStream(askStream());
+    expectValidChunks(chunks);
+    expect(tokensOf(chunks)).toEqual(ANSWER_TOKENS.slice(0, 2));
+    expect(error).toMatchObject({ name: 'TypeError', message: 'terminated' });
+    expect(error?.cause).toMatchObject({ code: 'UND_ERR_SOCKET' });
+    expect(error).not.toBeInstanceOf(InferenceClientProviderApiError);
+    expect(upstream.lastStream).toEqual({ tokens: 2, outcome: 'cut' });
+    expect(upstream.streamsAbortedByClient).toBe(0);
+  });
+
+  test('errorMidStream: after the tokens, the error event TGI chat streams send inside the 200, then [DONE]', async () => {
+    upstream.setFault({ kind: 'errorMidStream', afterTokens: 2 });
+    const response = await postStream();
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(describeEventStreamErrors(text)).toBe('');
+    const payloads = eventStreamData(text);
+    expect(payloads).toHaveLength(5); // role, 2 tokens, error, [DONE]
+    const event: unknown = JSON.parse(payloads[3] ?? '');
+    expect(event).toEqual({ error: { message: STREAM_ERROR, http_status_code: 422 } });
+    expect(validateUpstreamBody('TgiChatStreamError', event)).toBeNull();
+    expect(validateUpstreamBody('ErrorResponse', event)).not.toBeNull();
+    expect(payloads[4]).toBe('[DONE]');
+    expect(upstream.lastStream).toEqual({ tokens: 2, outcome: 'done' });
+  });
+
+  test('errorMidStream through the client: the tokens, then InferenceClientProviderApiError with status 200 and the event as body', async () => {
+    upstream.setFault({ kind: 'errorMidStream', afterTokens: 2 });
+    const { chunks, error } = await readStream(askStream());
+    expect(tokensOf(chunks)).toEqual(ANSWER_TOKENS.slice(0, 2));
+    expect(error).toBeInstanceOf(InferenceClientProviderApiError);
+    expect(error?.message).toBe(`Failed to perform inference: an occurred while streaming the response: ${STREAM_ERROR}`);
+    const { httpResponse } = error as InferenceClientProviderApiError;
+    expect(httpResponse.status).toBe(200);
+    expect(httpResponse.body).toEqual({ error: { message: STREAM_ERROR, http_status_code: 422 } });
+    expect(httpResponse.requestId).not.toBe('');
+  });
+
+  test('errorMidStream with errorShape errorResponse sends the spec ErrorResponse {error, error_type}, which the client reads too', async () => {
+    const fault: StreamFault = {
+      kind: 'errorMidStream',
+      afterTokens: 0,
+      error: 'Model is overloaded',
+      errorType: 'overloaded',
+      errorShape: 'errorResponse',
+    };
+    upstream.setFault(fault);
+    const payloads = eventStreamData(await (await postStream()).text());
+    expect(payloads).toHaveLength(3); // role, error, [DONE]
+    const event: unknown = JSON.parse(payloads[1] ?? '');
+    expect(event).toEqual({ error: 'Model is overloaded', error_type: 'overloaded' });
+    expect(validateUpstreamBody('ErrorResponse', event)).toBeNull();
+    const { chunks, error } = await readStream(askStream());
+    expect(tokensOf(chunks)).toEqual([]);
+    expect(error?.message).toBe('Failed to perform inference: an occurred while streaming the response: Model is overloaded');
+    expect((error as InferenceClientProviderApiError).httpResponse.body).toEqual(event);
+  });
+
+  test('malformedChunk: one data line is not JSON and the stream goes on to [DONE]; the validator reports that line', async () => {
+    upstream.setFault({ kind: 'malformedChunk', afterTokens: 2 });
+    const text = await (await postStream()).text();
+    expect(describeEventStreamErrors(text)).toMatch(/^event 3: not JSON: \{"id":"chatcmpl-broken"/);
+    const payloads = eventStreamData(text);
+    expect(() => JSON.parse(payloads[3] ?? '') as unknown).toThrow(SyntaxError);
+    const rest = [...payloads.slice(0, 3), ...payloads.slice(4, -1)].map((data) => JSON.parse(data) as StreamChunk);
+    expectValidChunks(rest);
+    expect(tokensOf(rest)).toEqual(ANSWER_TOKENS);
+    expect(upstream.lastStream).toEqual({ tokens: 9, outcome: 'done' });
+  });
+
+  test('malformedChunk through the client: the good tokens, then a bare SyntaxError from JSON.parse with no HTTP status', async () => {
+    upstream.setFault({ kind: 'malformedChunk', afterTokens: 2 });
+    const { chunks, error } = await readStream(askStream());
+    expect(tokensOf(chunks)).toEqual(ANSWER_TOKENS.slice(0, 2));
+    expect(error).toMatchObject({ name: 'SyntaxError' });
+    expect(error?.message).toMatch(/JSON/);
+    expect(error).not.toHaveProperty('httpResponse');
+  });
+
+  test('after the client throws mid-stream the upstream response is not cancelled: it stays open until the signal is aborted', async () => {
+    upstream.setFault({ kind: 'malformedChunk', afterTokens: 1, tokenIntervalMs: 100, answer: 'a b c d e f g h i j k l m n o p' });
+    const controller = new AbortController();
+    const { error } = await readStream(askStream(controller.signal));
+    expect(error).toMatchObject({ name: 'SyntaxError' });
+    await sleep(250);
+    expect(upstream.lastStream?.outcome).toBe('open'); // the fake is still writing tokens to the unread body
+    expect(upstream.openStreams).toBe(1);
+    controller.abort();
+    await upstream.waitForStreamsAbortedByClient(1);
+    expect(upstream.lastStream?.outcome).toBe('abortedByClient');
+  });
+
+  test('a mid-stream fault always strikes before the stop chunk, even with afterTokens past the answer', async () => {
+    upstream.setFault({ kind: 'cutMidStream', afterTokens: 50 });
+    const { chunks, error } = await readStream(askStream());
+    expect(tokensOf(chunks)).toEqual(ANSWER_TOKENS);
+    expect(chunks.some((chunk) => chunk.choices[0]?.finish_reason === 'stop')).toBe(false);
+    expect(error).toMatchObject({ message: 'terminated' });
+  });
+
+  test('sequence and flapping pick stream faults per call like any other', async () => {
+    upstream.setFault({ kind: 'sequence', faults: [{ kind: 'cutMidStream', afterTokens: 1 }, { kind: 'errorMidStream' }, { kind: 'ok' }] });
+    const outcomes = [];
+    for (let i = 0; i < 3; i += 1) outcomes.push((await readStream(askStream())).error?.name ?? 'complete');
+    expect(outcomes).toEqual(['TypeError', 'ProviderApiError', 'complete']);
+    expect(upstream.streams).toBe(3);
+  });
+
+  test('close() ends a stalled stream: the client fails with "terminated" and the stream is serverClosed, not a client abort', async () => {
+    const doomed = await FakeHfUpstream.start();
+    doomed.setFault({ kind: 'stallMidStream', afterTokens: 1 });
+    const stream = askStream(undefined, doomed.url);
+    const received = [(await stream.next()).value as StreamChunk, (await stream.next()).value as StreamChunk];
+    expect(tokensOf(received)).toEqual(ANSWER_TOKENS.slice(0, 1));
+    const next = stream.next();
+    await doomed.close();
+    const error = await rejectionOf(next);
+    expect(error).toMatchObject({ name: 'TypeError', message: 'terminated' });
+    expect(error.cause).toMatchObject({ code: 'UND_ERR_SOCKET' });
+    expect(doomed.stats).toMatchObject({ streamsAbortedByClient: 0, openStreams: 0, lastStream: { tokens: 1, outcome: 'serverClosed' } });
+  });
+});
+
+describe('stream faults and other requests', () => {
+  test('slowTokens answers a non-streaming request at once, as ok: tokenIntervalMs paces only streams', async () => {
+    upstream.setFault({ kind: 'slowTokens', tokenIntervalMs: 1000 });
+    const startedAt = Date.now();
+    const response = await postChat();
+    const body: unknown = await response.json();
+    expect(Date.now() - startedAt).toBeLessThan(500);
+    expect(response.status).toBe(200);
+    expect(validateUpstreamBody('ChatCompletion', body)).toBeNull();
+    expect(upstream.streams).toBe(0);
+  });
+
+  test('errorMidStream answers a non-streaming request as error500, with its own error and type', async () => {
+    upstream.setFault({ kind: 'errorMidStream', error: 'Request failed during generation: boom', errorType: 'generation' });
+    const response = await postChat();
+    expect(response.status).toBe(500);
+    const body: unknown = await response.json();
+    expect(body).toEqual({ error: 'Request failed during generation: boom', error_type: 'generation' });
+    expect(validateUpstreamBody('ErrorResponse', body)).toBeNull();
+  });
+
+  test('malformedChunk answers a non-streaming request as malformed: 200 and a body that is not JSON', async () => {
+    upstream.setFault({ kind: 'malformedChunk' });
+    const response = await postChat();
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"id": "x", "choices": [');
+  });
+
+  test('cutMidStream answers a non-streaming request as reset', async () => {
+    upstream.setFault({ kind: 'cutMidStream' });
+    const error = await rejectionOf(postChat());
+    expect(error).toMatchObject({ name: 'TypeError', message: 'fetch failed' });
+    expect(error.cause).toMatchObject({ code: 'ECONNRESET' });
+  });
+
+  test.each<StreamFault>([{ kind: 'stallBeforeFirstToken' }, { kind: 'stallMidStream' }])(
+    '%o answers a non-streaming request as hang: nothing until the client aborts',
+    async (fault) => {
+      upstream.setFault(fault);
+      const controller = new AbortController();
+      const body = JSON.stringify({ model: 'x', messages: MESSAGES, stream: false });
+      const call = rejectionOf(fetch(`${upstream.url}/v1/chat/completions`, { method: 'POST', body, signal: controller.signal }));
+      await upstream.waitForCalls(1);
+      expect(await settlesWithin(call, 150)).toBe(false);
+      expect(upstream.inFlight).toBe(1);
+      expect(upstream.streams).toBe(0);
+      controller.abort();
+      expect(await call).toMatchObject({ name: 'AbortError' });
+      await upstream.waitForInFlight(0, 1000);
+    },
+  );
+
+  test.each<[Fault, number, string]>([
+    [{ kind: 'error500' }, 500, `Failed to perform inference: ${STREAM_ERROR}`],
+    [{ kind: 'rateLimited429' }, 429, 'Failed to perform inference: Model is overloaded'],
+    [{ kind: 'loading503' }, 503, 'Failed to perform inference: Model x is currently loading'],
+    // unlike the non-streaming path, the streaming one reads the router's nested {error: {message}}
+    [{ kind: 'unknownModel' }, 400, "Failed to perform inference: The requested model 'x' is not supported"],
+  ])(
+    '%o answers a streaming request with its usual status and JSON body: the client throws before any chunk',
+    async (fault, status, message) => {
+      upstream.setFault(fault);
+      const { chunks, error } = await readStream(askStream());
+      expect(chunks).toEqual([]);
+      expect(error).toBeInstanceOf(InferenceClientProviderApiError);
+      expect(error?.message).toContain(message);
+      expect((error as InferenceClientProviderApiError).httpResponse.status).toBe(status);
+      expect(upstream.streams).toBe(0);
+    },
+  );
+
+  test('malformed answers a streaming request with its JSON content type, which the client refuses as no event stream', async () => {
+    upstream.setFault({ kind: 'malformed' });
+    const { error } = await readStream(askStream());
+    expect(error).toBeInstanceOf(InferenceClientProviderApiError);
+    expect(error?.message).toBe(
+      'Failed to perform inference: server does not support event stream content type, it returned application/json',
+    );
   });
 });

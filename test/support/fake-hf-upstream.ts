@@ -1,6 +1,8 @@
 // A fake HuggingFace/TGI upstream on loopback: speaks POST /v1/chat/completions and injects faults on demand.
+// A request with `"stream": true` gets a text/event-stream answer as TGI streams it (ChatCompletionChunk events, then
+// `data: [DONE]`); the stream faults below break such a stream mid-way.
 import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,11 +14,71 @@ export interface Timing {
   jitterMs?: number;
 }
 
+/**
+ * Pacing of a streamed answer (request body `"stream": true`). A non-streaming answer ignores it: Timing alone
+ * delays that one.
+ */
+export interface StreamTiming {
+  /** Wait before each content token: 0 by default (250 for slowTokens). */
+  tokenIntervalMs?: number;
+  /**
+   * While a stream waits (between tokens, or stalled), write the SSE comment `:` this often, as TGI's axum server
+   * does every 15 s. Off by default. The hf client skips comments, so they only keep bytes flowing.
+   */
+  keepAliveMs?: number;
+}
+
+/**
+ * Where a mid-stream fault strikes: after this many content tokens (default 2; the role chunk is no token). Capped at
+ * the answer's token count, so the fault always comes before the finish chunk.
+ */
+export interface MidStream {
+  afterTokens?: number;
+}
+
+/**
+ * Each stream fault, for a NON-streaming request: slowTokens answers as ok (tokenIntervalMs paces only streams);
+ * stallBeforeFirstToken and stallMidStream as hang; cutMidStream as reset; errorMidStream as error500 with its own
+ * error text and type; malformedChunk as malformed.
+ */
+export type StreamFault =
+  /** ok with tokenIntervalMs defaulting to 250 ms: slow but steady tokens. */
+  | ({ kind: 'slowTokens'; answer?: string } & Timing & StreamTiming)
+  /** 200 and the event-stream headers, then nothing: the socket stays open until the client aborts or close() runs. */
+  | ({ kind: 'stallBeforeFirstToken' } & Timing & StreamTiming)
+  /** After `afterTokens` tokens nothing more comes (keep-alive comments aside): the socket stays open as above. */
+  | ({ kind: 'stallMidStream'; answer?: string } & MidStream & Timing & StreamTiming)
+  /** After `afterTokens` tokens (all flushed) the socket is destroyed: the chunked body never ends. */
+  | ({ kind: 'cutMidStream'; answer?: string } & MidStream & Timing & StreamTiming)
+  /**
+   * After `afterTokens` tokens an error event, then `data: [DONE]` and a clean end, as TGI does when generation fails
+   * mid-stream. errorShape 'chat' (default) is what TGI's /v1/chat/completions really sends,
+   * `{"error": {"message": error, "http_status_code": 422}}` (its OpenaiErrorEvent, not in the OpenAPI spec);
+   * 'errorResponse' is the spec's ErrorResponse `{"error": error, "error_type": errorType}`, as TGI's
+   * /generate_stream sends it.
+   */
+  | ({
+      kind: 'errorMidStream';
+      answer?: string;
+      error?: string;
+      errorType?: string;
+      errorShape?: 'chat' | 'errorResponse';
+    } & MidStream &
+      Timing &
+      StreamTiming)
+  /** After `afterTokens` tokens one data line that is not JSON; the stream then goes on and ends normally. */
+  | ({ kind: 'malformedChunk'; answer?: string } & MidStream & Timing & StreamTiming);
+
+/**
+ * A streaming request gets a stream under ok and the stream faults; under every other leaf fault it gets the same
+ * status and JSON body as a non-streaming one (TGI also answers a failure before the first token that way).
+ */
 export type Fault =
-  | ({ kind: 'ok'; answer?: string } & Timing)
+  | ({ kind: 'ok'; answer?: string } & Timing & StreamTiming)
   | ({ kind: 'loading503'; estimatedTimeSeconds?: number } & Timing)
   | ({ kind: 'rateLimited429'; retryAfterSeconds?: number; ratelimitSeconds?: number } & Timing)
   | ({ kind: TgiErrorKind | RouterErrorKind | BrokenKind } & Timing)
+  | StreamFault
   | { kind: 'flapping'; every: number; failWith?: Fault }
   | { kind: 'sequence'; faults: Fault[] };
 
@@ -25,6 +87,22 @@ type TgiErrorKind = keyof typeof TGI_ERRORS;
 type RouterErrorKind = keyof typeof ROUTER_ERRORS;
 type BrokenKind = 'hang' | 'reset' | 'malformed' | 'truncated' | 'missingFields';
 type LeafFault = Exclude<Fault, { kind: 'flapping' | 'sequence' }>;
+/** The leaves that answer a streaming request with a stream. */
+type StreamingFault = Extract<LeafFault, { kind: 'ok' | StreamFault['kind'] }>;
+type MidStreamFault = Extract<StreamFault, { kind: 'stallMidStream' | 'cutMidStream' | 'errorMidStream' | 'malformedChunk' }>;
+
+/**
+ * How a stream ended: 'open' while it runs (or stalls); 'done' when the fake wrote `data: [DONE]` and ended it (an
+ * errorMidStream or malformedChunk stream too); 'cut' by cutMidStream; 'abortedByClient' when the client closed the
+ * connection first; 'serverClosed' by close().
+ */
+export type StreamOutcome = 'open' | 'done' | 'cut' | 'abortedByClient' | 'serverClosed';
+
+export interface StreamRecord {
+  /** Content tokens written so far (the role, finish and usage chunks are no tokens). */
+  tokens: number;
+  outcome: StreamOutcome;
+}
 
 export interface RecordedRequest {
   headers: IncomingHttpHeaders;
@@ -37,6 +115,16 @@ export interface UpstreamStats {
   inFlight: number;
   peakInFlight: number;
   fault: Fault;
+  /** Streamed answers begun (event-stream headers sent) since reset(). */
+  streams: number;
+  /** Streams whose connection is still up and that the fake has not ended (a stalled one stays here). */
+  openStreams: number;
+  /** Streams whose connection the client closed before the fake ended them, since reset(): the proof of an abort. */
+  streamsAbortedByClient: number;
+  /** Content tokens written over all streams since reset(). */
+  tokensWritten: number;
+  /** The stream begun last, null when none since reset(). */
+  lastStream: StreamRecord | null;
 }
 
 /** TGI's ErrorResponse {error, error_type}, keyed by fault. */
@@ -89,15 +177,34 @@ const ROUTER_ERRORS = {
   ],
 } as const satisfies Record<string, readonly [number, (model: string) => object]>;
 
+const STREAM_FAULT_KINDS = [
+  'slowTokens',
+  'stallBeforeFirstToken',
+  'stallMidStream',
+  'cutMidStream',
+  'errorMidStream',
+  'malformedChunk',
+] as const satisfies ReadonlyArray<StreamFault['kind']>;
+
 const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
   ...(['ok', 'loading503', 'rateLimited429', 'flapping', 'sequence'] as const),
   ...(['hang', 'reset', 'malformed', 'truncated', 'missingFields'] as const),
+  ...STREAM_FAULT_KINDS,
   ...(Object.keys(TGI_ERRORS) as TgiErrorKind[]),
   ...(Object.keys(ROUTER_ERRORS) as RouterErrorKind[]),
 ]);
 
 const CHAT_PATH = '/v1/chat/completions';
 const OK: Fault = { kind: 'ok' };
+const FINGERPRINT = '3.3.6-sha-fake';
+const DEFAULT_AFTER_TOKENS = 2;
+const SLOW_TOKEN_INTERVAL_MS = 250;
+const STREAM_ERROR = 'Request failed during generation: Server error: CUDA out of memory';
+/** TGI's InferError::into_openai_event puts 422 in every in-stream error, whatever went wrong. */
+const CHAT_STREAM_ERROR_STATUS = 422;
+/** Not JSON: the id's string never closes. */
+const MALFORMED_CHUNK =
+  '{"id":"chatcmpl-broken","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"';
 
 export class FakeHfUpstream {
   calls = 0;
@@ -108,8 +215,20 @@ export class FakeHfUpstream {
   /** Requests whose response has not finished and whose connection is still up (a hung call stays here). */
   inFlight = 0;
   lastRequest: RecordedRequest | undefined;
+  /** Streamed answers begun since reset(). */
+  streams = 0;
+  /** Streams still running or stalled, their connection up. */
+  openStreams = 0;
+  /** Streams whose client closed the connection before the fake ended them, since reset(). */
+  streamsAbortedByClient = 0;
+  /** Content tokens written over all streams since reset(). */
+  tokensWritten = 0;
+  /** The stream begun last; its record keeps changing while it runs. */
+  lastStream: StreamRecord | null = null;
   private fault: Fault = OK;
   private callsSinceFault = 0;
+  /** Bumped by reset(): a stream begun before it no longer adds to the counters. */
+  private epoch = 0;
   private readonly sockets = new Set<Socket>();
   private readonly waiters = new Set<() => void>();
   private readonly lifetime = new AbortController();
@@ -145,6 +264,11 @@ export class FakeHfUpstream {
       inFlight: this.inFlight,
       peakInFlight: this.peakInFlight,
       fault: this.fault,
+      streams: this.streams,
+      openStreams: this.openStreams,
+      streamsAbortedByClient: this.streamsAbortedByClient,
+      tokensWritten: this.tokensWritten,
+      lastStream: this.lastStream && { ...this.lastStream },
     };
   }
 
@@ -158,6 +282,11 @@ export class FakeHfUpstream {
     this.setFault(OK);
     this.calls = 0;
     this.lastRequest = undefined;
+    this.streams = 0;
+    this.streamsAbortedByClient = 0;
+    this.tokensWritten = 0;
+    this.lastStream = null;
+    this.epoch += 1;
   }
 
   /** Resolves once at most `n` sockets are open (idle keep-alive sockets count too); rejects after timeoutMs. */
@@ -187,6 +316,24 @@ export class FakeHfUpstream {
       () => this.calls >= n,
       timeoutMs,
       () => `${this.calls} calls (wanted >= ${n})`,
+    );
+  }
+
+  /** Resolves once at least `n` stream tokens have been written since reset(): lets a test act mid-stream. */
+  waitForTokens(n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(
+      () => this.tokensWritten >= n,
+      timeoutMs,
+      () => `${this.tokensWritten} tokens written (wanted >= ${n})`,
+    );
+  }
+
+  /** Resolves once at least `n` streams have been closed by their client before they ended, since reset(). */
+  waitForStreamsAbortedByClient(n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(
+      () => this.streamsAbortedByClient >= n,
+      timeoutMs,
+      () => `${this.streamsAbortedByClient} streams aborted by their client (wanted >= ${n})`,
     );
   }
 
@@ -277,7 +424,66 @@ export class FakeHfUpstream {
     if (!(await this.delay(fault)) || res.destroyed) return;
     if (body === undefined)
       return void sendJson(res, 422, { error: 'Failed to deserialize the JSON body into the target type', error_type: 'validation' });
+    if (isStreamRequest(body) && isStreamingFault(fault)) return this.stream(fault, res, body);
     respond(fault, res, body);
+  }
+
+  /** Streams the answer token by token, breaking it as the fault says. */
+  private async stream(fault: StreamingFault, res: ServerResponse, request: unknown): Promise<void> {
+    const record: StreamRecord = { tokens: 0, outcome: 'open' };
+    const epoch = this.epoch;
+    this.streams += 1;
+    this.openStreams += 1;
+    this.lastStream = record;
+    const closed = new AbortController();
+    res.once('close', () => {
+      this.openStreams -= 1;
+      if (record.outcome === 'open') record.outcome = this.lifetime.signal.aborted ? 'serverClosed' : 'abortedByClient';
+      if (record.outcome === 'abortedByClient' && epoch === this.epoch) this.streamsAbortedByClient += 1;
+      closed.abort();
+      this.notifyWaiters();
+    });
+    const out = new EventStreamWriter(res, AbortSignal.any([closed.signal, this.lifetime.signal]), fault.keepAliveMs ?? 0);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-request-id': randomUUID() });
+    res.flushHeaders();
+    if (fault.kind === 'stallBeforeFirstToken') return void (await out.idle(Infinity));
+
+    const chunk = chunkMaker(modelOf(request));
+    const answer = fault.answer ?? defaultAnswer(request);
+    const tokens = tokenize(answer);
+    const interval = fault.tokenIntervalMs ?? (fault.kind === 'slowTokens' ? SLOW_TOKEN_INTERVAL_MS : 0);
+    const breaking = fault.kind === 'ok' || fault.kind === 'slowTokens' ? undefined : fault;
+    const strikeAt = Math.min(breaking?.afterTokens ?? DEFAULT_AFTER_TOKENS, tokens.length);
+    if (!(await out.event(chunk([textChoice('')])))) return;
+    for (let i = 0; i <= tokens.length; i += 1) {
+      if (breaking && i === strikeAt && !(await this.strike(breaking, out, record))) return;
+      const token = tokens[i];
+      if (token === undefined) break;
+      if (!(await out.idle(interval)) || !(await out.event(chunk([textChoice(token)])))) return;
+      record.tokens += 1;
+      if (epoch === this.epoch) this.tokensWritten += 1;
+      this.notifyWaiters();
+    }
+    if (!(await out.event(chunk([textChoice('', 'stop')])))) return;
+    if (includeUsage(request) && !(await out.event(chunk([], usageOf(request, answer))))) return;
+    await out.done(record);
+  }
+
+  /** Breaks the stream; true when it goes on afterwards. */
+  private async strike(fault: MidStreamFault, out: EventStreamWriter, record: StreamRecord): Promise<boolean> {
+    switch (fault.kind) {
+      case 'stallMidStream':
+        return out.idle(Infinity); // false once the client or close() ends it
+      case 'cutMidStream':
+        record.outcome = 'cut';
+        await out.cut();
+        return false;
+      case 'errorMidStream':
+        if (await out.event(JSON.stringify(streamError(fault)))) await out.done(record);
+        return false;
+      case 'malformedChunk':
+        return out.event(MALFORMED_CHUNK);
+    }
   }
 
   /** False when the server closed during the wait, so the caller must not touch the response. */
@@ -286,6 +492,109 @@ export class FakeHfUpstream {
     if (ms <= 0) return true;
     return sleep(ms, true, { signal: this.lifetime.signal }).catch(() => false);
   }
+}
+
+/**
+ * Writes one SSE event at a time and respects backpressure: a write the socket cannot take yet waits for 'drain', so
+ * a slow reader slows the fake down instead of piling tokens up in memory. Every method answers false once the
+ * client or close() has ended the stream, so the caller stops.
+ */
+class EventStreamWriter {
+  /** Settles once the last write reached the socket (or failed). */
+  private flushed: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly gone: AbortSignal,
+    private readonly keepAliveMs: number,
+  ) {}
+
+  /** Writes `data: <data>` as one event. */
+  event(data: string): Promise<boolean> {
+    return this.write(`data: ${data}\n\n`);
+  }
+
+  /** Waits `ms` (Infinity: until the stream is gone), writing keep-alive comments meanwhile if asked to. */
+  async idle(ms: number): Promise<boolean> {
+    const every = this.keepAliveMs > 0 ? this.keepAliveMs : Infinity;
+    for (let left = ms; left > 0; left -= every) {
+      if (!(await pause(Math.min(left, every), this.gone))) return false;
+      if (left > every && !(await this.write(':\n\n'))) return false;
+    }
+    return !this.gone.aborted;
+  }
+
+  /** `data: [DONE]` and the end of the response: the stream's regular end. */
+  async done(record: StreamRecord): Promise<void> {
+    if (!(await this.event('[DONE]'))) return;
+    record.outcome = 'done';
+    this.res.end();
+  }
+
+  /** Destroys the socket once everything written so far has reached it, so the client gets those tokens first. */
+  async cut(): Promise<void> {
+    await this.flushed;
+    this.res.socket?.destroy();
+  }
+
+  private async write(text: string): Promise<boolean> {
+    if (this.gone.aborted) return false;
+    let accepted = true;
+    this.flushed = new Promise((resolve) => {
+      accepted = this.res.write(text, () => resolve());
+    });
+    if (accepted) return true;
+    return once(this.res, 'drain', { signal: this.gone }).then(
+      () => true,
+      () => false,
+    );
+  }
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts; `ms` may be Infinity. */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  if (ms === Infinity) return new Promise((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true }));
+  return sleep(ms, true, { signal }).catch(() => false);
+}
+
+function isStreamRequest(request: unknown): boolean {
+  return isRecord(request) && request['stream'] === true;
+}
+
+function isStreamingFault(fault: LeafFault): fault is StreamingFault {
+  return fault.kind === 'ok' || (STREAM_FAULT_KINDS as readonly string[]).includes(fault.kind);
+}
+
+/** `stream_options: {include_usage: true}` asks for a last chunk with empty choices and the usage, before [DONE]. */
+function includeUsage(request: unknown): boolean {
+  const options = isRecord(request) ? request['stream_options'] : undefined;
+  return isRecord(options) && options['include_usage'] === true;
+}
+
+/** Words with the whitespace after them, so the tokens join back into exactly the answer. */
+function tokenize(answer: string): string[] {
+  const tokens = answer.match(/\s*\S+\s*/g) ?? [];
+  return tokens.length === 0 && answer !== '' ? [answer] : tokens;
+}
+
+/** ChatCompletionChunk JSON as TGI streams it: every chunk of one stream shares id and created; usage is null but on the usage chunk. */
+function chunkMaker(model: string): (choices: object[], usage?: object) => string {
+  const id = `chatcmpl-${randomUUID()}`;
+  const created = Math.floor(Date.now() / 1000);
+  return (choices, usage) =>
+    JSON.stringify({ id, object: 'chat.completion.chunk', created, model, system_fingerprint: FINGERPRINT, choices, usage: usage ?? null });
+}
+
+/** TGI's delta is a TextMessage: role and content on every chunk, '' for the role and finish chunks. */
+function textChoice(content: string, finishReason: string | null = null): object {
+  return { index: 0, delta: { role: 'assistant', content }, logprobs: null, finish_reason: finishReason };
+}
+
+function streamError(fault: Extract<StreamFault, { kind: 'errorMidStream' }>): object {
+  const error = fault.error ?? STREAM_ERROR;
+  if (fault.errorShape === 'errorResponse') return { error, error_type: fault.errorType ?? 'generation' };
+  return { error: { message: error, http_status_code: CHAT_STREAM_ERROR_STATUS } };
 }
 
 /** Resolves composite faults to the leaf that call number `n` (1-based since setFault) gets. */
@@ -299,6 +608,7 @@ function respond(fault: LeafFault, res: ServerResponse, request: unknown): void 
   const model = modelOf(request);
   switch (fault.kind) {
     case 'ok':
+    case 'slowTokens':
       return sendJson(res, 200, chatCompletion(model, fault.answer ?? defaultAnswer(request), request));
     case 'loading503':
       return sendJson(res, 503, {
@@ -309,11 +619,17 @@ function respond(fault: LeafFault, res: ServerResponse, request: unknown): void 
     case 'rateLimited429':
       return sendJson(res, 429, { error: 'Model is overloaded', error_type: 'overloaded' }, rateLimitHeaders(fault));
     case 'hang':
+    case 'stallBeforeFirstToken':
+    case 'stallMidStream':
       return; // never answer: the socket stays open until the client gives up or close() runs
     case 'reset':
+    case 'cutMidStream':
       return void res.socket?.resetAndDestroy();
     case 'malformed':
+    case 'malformedChunk':
       return send(res, 200, '{"id": "x", "choices": [', JSON_TYPE);
+    case 'errorMidStream':
+      return sendJson(res, 500, { error: fault.error ?? STREAM_ERROR, error_type: fault.errorType ?? 'generation' });
     case 'truncated':
       return sendTruncated(res, JSON.stringify(chatCompletion(model, defaultAnswer(request), request)));
     case 'missingFields': {
@@ -345,17 +661,21 @@ function rateLimitHeaders(fault: { retryAfterSeconds?: number; ratelimitSeconds?
 }
 
 function chatCompletion(model: string, content: string, request: unknown) {
-  const promptTokens = countTokens(JSON.stringify(messagesOf(request)));
-  const completionTokens = countTokens(content);
   return {
     id: `chatcmpl-${randomUUID()}`,
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model,
-    system_fingerprint: '3.3.6-sha-fake',
+    system_fingerprint: FINGERPRINT,
     choices: [{ index: 0, message: { role: 'assistant', content }, logprobs: null, finish_reason: 'stop' }],
-    usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+    usage: usageOf(request, content),
   };
+}
+
+function usageOf(request: unknown, content: string) {
+  const promptTokens = countTokens(JSON.stringify(messagesOf(request)));
+  const completionTokens = countTokens(content);
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
 const INFO = {
@@ -445,13 +765,25 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Checks what pickFault relies on, so a bad admin PUT is a 400 rather than a crash on the next call. */
+const DURATION_OPTIONS = ['latencyMs', 'jitterMs', 'tokenIntervalMs', 'keepAliveMs'] as const;
+
+/**
+ * Checks what pickFault and the stream rely on, so a bad admin PUT is a 400 rather than a crash (or a stream that
+ * never breaks) on the next call.
+ */
 function isFault(value: unknown): value is Fault {
   if (!isRecord(value) || typeof value['kind'] !== 'string' || !FAULT_KINDS.has(value['kind'])) return false;
-  const { kind, every, failWith, faults } = value;
+  const { kind, every, failWith, faults, afterTokens, errorShape } = value;
   if (kind === 'flapping') return typeof every === 'number' && every >= 1 && (failWith === undefined || isFault(failWith));
   if (kind === 'sequence') return Array.isArray(faults) && faults.every(isFault);
-  return true;
+  const durationsOk = DURATION_OPTIONS.every((key) => value[key] === undefined || isNonNegative(value[key]));
+  const afterTokensOk = afterTokens === undefined || (isNonNegative(afterTokens) && Number.isInteger(afterTokens));
+  const shapeOk = errorShape === undefined || errorShape === 'chat' || errorShape === 'errorResponse';
+  return durationsOk && afterTokensOk && shapeOk;
+}
+
+function isNonNegative(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
 }
 
 /** CLI: `FAKE_HF_PORT=8089 node <loader> test/support/fake-hf-upstream.ts` for the chaos suite and demos. */

@@ -10,11 +10,19 @@ const SPEC_ID = 'https://huggingface.co/tgi/openapi.json';
 const COMPONENT_REF = '#/components/schemas/';
 
 export type RouterSchemaName = 'RouterModelError' | 'RouterPlainError';
-/** Any key of the spec's components.schemas ('ChatCompletion', 'ErrorResponse', 'Info', ...) or a router shape. */
-export type UpstreamSchemaName = RouterSchemaName | (string & {});
+export type StreamSchemaName = 'TgiChatStreamError';
+/**
+ * Any key of the spec's components.schemas ('ChatCompletion', 'ChatCompletionChunk', 'ErrorResponse', 'Info', ...),
+ * a router shape or a stream shape the spec lacks.
+ */
+export type UpstreamSchemaName = RouterSchemaName | StreamSchemaName | (string & {});
 
-/** Error shapes the HF router (router.huggingface.co) sends before a request ever reaches TGI. */
-const ROUTER_SCHEMAS: Record<RouterSchemaName, SchemaObject> = {
+/**
+ * Shapes outside the spec: what the HF router (router.huggingface.co) sends before a request ever reaches TGI, and
+ * the error event TGI's /v1/chat/completions writes into an HTTP 200 stream when generation fails mid-way
+ * (router/src/infer/mod.rs, InferError::into_openai_event: always http_status_code 422).
+ */
+const EXTRA_SCHEMAS: Record<RouterSchemaName | StreamSchemaName, SchemaObject> = {
   // unknown / unsupported model: OpenAI-style nested error object
   RouterModelError: {
     type: 'object',
@@ -37,6 +45,17 @@ const ROUTER_SCHEMAS: Record<RouterSchemaName, SchemaObject> = {
     type: 'object',
     required: ['error'],
     properties: { error: { type: 'string' } },
+  },
+  TgiChatStreamError: {
+    type: 'object',
+    required: ['error'],
+    properties: {
+      error: {
+        type: 'object',
+        required: ['message', 'http_status_code'],
+        properties: { message: { type: 'string' }, http_status_code: { type: 'integer', minimum: 100, maximum: 599 } },
+      },
+    },
   },
 };
 
@@ -84,7 +103,7 @@ function createAjv(): Ajv {
   ajv.addVocabulary(['example']);
   ajvFormats.default(ajv, ['int32', 'int64', 'float', 'double']);
   ajv.addSchema({ $id: SPEC_ID, definitions: loadSpecSchemas() });
-  for (const [name, schema] of Object.entries(ROUTER_SCHEMAS)) ajv.addSchema(schema, name);
+  for (const [name, schema] of Object.entries(EXTRA_SCHEMAS)) ajv.addSchema(schema, name);
   return ajv;
 }
 
@@ -95,7 +114,7 @@ function validatorFor(name: UpstreamSchemaName): ValidateFunction {
   const cached = validators.get(name);
   if (cached) return cached;
   ajvInstance ??= createAjv();
-  const key = name in ROUTER_SCHEMAS ? name : `${SPEC_ID}#/definitions/${name}`;
+  const key = name in EXTRA_SCHEMAS ? name : `${SPEC_ID}#/definitions/${name}`;
   const validate = ajvInstance.getSchema(key);
   if (!validate) throw new Error(`Unknown upstream schema '${name}'`);
   validators.set(name, validate);
@@ -111,4 +130,49 @@ export function validateUpstreamBody(name: UpstreamSchemaName, body: unknown): E
 /** One readable line per error, for assertion messages. */
 export function describeSchemaErrors(errors: ErrorObject[] | null): string {
   return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? e.keyword}`).join('; ');
+}
+
+/**
+ * The data of each event of a text/event-stream body, in order: `data:` lines joined by newlines as the SSE spec (and
+ * the hf client's parser) does; comments, other fields and events without data are skipped.
+ */
+export function eventStreamData(text: string): string[] {
+  const payloads: string[] = [];
+  for (const event of text.split(/\r\n\r\n|\n\n|\r\r/)) {
+    const data = event
+      .split(/\r\n|\n|\r/)
+      .filter((line) => line.startsWith('data:'))
+      .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5));
+    if (data.length > 0) payloads.push(data.join('\n'));
+  }
+  return payloads;
+}
+
+/**
+ * Checks a whole streamed body of /v1/chat/completions: every event is a ChatCompletionChunk or an error event
+ * (TgiChatStreamError or the spec's ErrorResponse), and the last one, only that one, is `[DONE]`. One line per
+ * problem, '' when the stream is valid.
+ */
+export function describeEventStreamErrors(text: string): string {
+  const payloads = eventStreamData(text);
+  const problems: string[] = [];
+  if (payloads.at(-1) !== '[DONE]') problems.push('the stream does not end with [DONE]');
+  payloads.forEach((data, i) => {
+    if (data === '[DONE]') {
+      if (i !== payloads.length - 1) problems.push(`event ${i}: [DONE] before the end`);
+      return;
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(data) as unknown;
+    } catch {
+      return void problems.push(`event ${i}: not JSON: ${data.slice(0, 60)}`);
+    }
+    const isError = typeof body === 'object' && body !== null && 'error' in body;
+    const errors = isError
+      ? validateUpstreamBody('TgiChatStreamError', body) && validateUpstreamBody('ErrorResponse', body)
+      : validateUpstreamBody('ChatCompletionChunk', body);
+    if (errors) problems.push(`event ${i}: ${describeSchemaErrors(errors)}`);
+  });
+  return problems.join('; ');
 }
