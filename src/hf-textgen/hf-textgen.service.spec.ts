@@ -229,3 +229,99 @@ describe('HfTextGenService at start-up', () => {
     expect(log).not.toHaveBeenCalled();
   });
 });
+
+describe('HfTextGenService.generateStream (the plain method, no breaker)', () => {
+  let upstream: FakeHfUpstream;
+  let service: HfTextGenService;
+  /** A raw endpoint streaming exactly these SSE data payloads, then ending the response cleanly. */
+  let scripted: Server;
+  let scriptedUrl: string;
+  let payloads: string[] = [];
+
+  beforeAll(async () => {
+    upstream = await FakeHfUpstream.start();
+    service = new HfTextGenService({
+      token: TOKEN,
+      model: 'org/instruct-model',
+      endpointUrl: upstream.url,
+      maxNewTokens: 64,
+      temperature: 0.2,
+    });
+    scripted = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(payloads.map((data) => `data: ${data}\n\n`).join(''));
+    });
+    await new Promise<void>((resolve) => scripted.listen(0, '127.0.0.1', resolve));
+    scriptedUrl = `http://127.0.0.1:${(scripted.address() as AddressInfo).port}`;
+  });
+  beforeEach(() => upstream.reset());
+  afterAll(async () => {
+    scripted.closeAllConnections();
+    await new Promise((resolve) => scripted.close(resolve));
+    await upstream.close();
+  });
+
+  async function read(stream: Promise<AsyncIterable<string>>): Promise<string[]> {
+    const pieces: string[] = [];
+    for await (const piece of await stream) pieces.push(piece);
+    return pieces;
+  }
+
+  const chunk = (content: string, finish: string | null = null) =>
+    JSON.stringify({
+      id: 'c',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model: 'm',
+      choices: [{ index: 0, delta: { role: 'assistant', content }, finish_reason: finish }],
+    });
+
+  it('asks for a stream with the same prompt and parameters, and yields the text pieces in order', async () => {
+    upstream.setFault({ kind: 'ok', answer: 'One trial call goes through.' });
+    const pieces = await read(service.generateStream(PROMPT));
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.join('')).toBe('One trial call goes through.');
+    expect(upstream.lastRequest?.body).toMatchObject({ stream: true, model: 'org/instruct-model', max_tokens: 64 });
+  });
+
+  it.each<[string, Fault]>([
+    ['an error event inside the 200 stream', { kind: 'errorMidStream', afterTokens: 1 }],
+    ['a malformed chunk', { kind: 'malformedChunk', afterTokens: 1 }],
+    ['a connection cut mid-stream', { kind: 'cutMidStream', afterTokens: 1 }],
+  ])('turns %s into a ModelCallFailedError, a failure for the breaker', async (_case, fault) => {
+    upstream.setFault(fault);
+    const error = await read(service.generateStream(PROMPT)).then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(ModelCallFailedError);
+    expect(modelFailureVerdict(error)).toMatchObject({ counts: true });
+    expect(String((error as Error).message)).not.toContain(TOKEN);
+  });
+
+  it('a stream that ends without a finish reason is a failure, not a short answer', async () => {
+    payloads = [chunk('Half'), chunk('-open')];
+    const cut = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
+    await expect(read(cut.generateStream(PROMPT))).rejects.toMatchObject({
+      kind: 'protocol',
+      message: expect.stringContaining('finish reason'),
+    });
+
+    payloads = [chunk('Half'), chunk('-open', 'stop'), '[DONE]'];
+    await expect(read(cut.generateStream(PROMPT))).resolves.toEqual(['Half', '-open']);
+  });
+
+  it('a stream with no content at all is a failure', async () => {
+    payloads = [chunk('', 'stop'), '[DONE]'];
+    const empty = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
+    await expect(read(empty.generateStream(PROMPT))).rejects.toMatchObject({
+      kind: 'protocol',
+      message: expect.stringContaining('no message content'),
+    });
+  });
+
+  it('without a token or an endpoint it calls nothing', async () => {
+    const unconfigured = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
+    await expect(unconfigured.generateStream(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
+  });
+});

@@ -106,15 +106,22 @@ class UpstreamResponse {
   }
 }
 
+/**
+ * The text of each chunk. A stream must end with a finish_reason: one that just stops (a connection closed cleanly
+ * by a proxy mid-answer) is a failure, not a short answer.
+ */
 async function* textPieces(
-  chunks: AsyncIterable<{ choices?: Array<{ delta?: { content?: unknown } }> }>,
+  chunks: AsyncIterable<{ choices?: Array<{ delta?: { content?: unknown }; finish_reason?: unknown }> }>,
   upstream: UpstreamResponse,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<string, void, undefined> {
   let streamed = false;
+  let finished = false;
   try {
     for await (const chunk of chunks) {
-      const text = chunk?.choices?.[0]?.delta?.content;
+      const choice = chunk?.choices?.[0];
+      if (typeof choice?.finish_reason === 'string' && choice.finish_reason !== '') finished = true;
+      const text = choice?.delta?.content;
       if (typeof text !== 'string' || text === '') continue;
       streamed = true;
       yield text;
@@ -123,6 +130,7 @@ async function* textPieces(
     throw classifyUpstreamError(error, { headers: upstream.headers, signal });
   }
   if (!streamed) throw new ModelCallFailedError('protocol', 'The model streamed no message content');
+  if (!finished) throw new ModelCallFailedError('protocol', 'The model stream ended without a finish reason');
 }
 
 /** Plain http to this machine itself never crosses a network. */
