@@ -50,7 +50,7 @@ beforeEach(async () => {
   upstream.setFault({ kind: 'ok' });
   await eventually(
     () => getHealth(testApp.url, '/circuit-breaker'),
-    (health) => breakerEntry(health.body, BREAKER)?.['state'] !== 'open',
+    (health) => breakerEntry(health.body, BREAKER)?.state !== 'open',
   );
   expect(done(await stream(freshQuestion())).source).toBe('llm');
   upstream.reset();
@@ -105,7 +105,7 @@ function done(result: Streamed): AnswerBody {
 }
 
 async function breakerFailures(): Promise<number> {
-  return Number(breakerEntry((await getHealth(testApp.url, '/circuit-breaker')).body, BREAKER)?.['failures']);
+  return Number(breakerEntry((await getHealth(testApp.url, '/circuit-breaker')).body, BREAKER)?.failures);
 }
 
 describe('a healthy model', () => {
@@ -276,8 +276,8 @@ describe('the client', () => {
     );
     expect(upstream.stats.lastStream?.tokens).toBeLessThan(10);
     const entry = breakerEntry((await getHealth(testApp.url, '/circuit-breaker')).body, BREAKER);
-    expect(entry?.['failures']).toBe(failuresBefore);
-    expect(entry?.['inFlight']).toBe(0);
+    expect(entry?.failures).toBe(failuresBefore);
+    expect(entry?.inFlight).toBe(0);
   });
 });
 

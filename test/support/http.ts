@@ -54,6 +54,8 @@ export interface BreakerEntry {
   failures: number;
   openedAt?: string;
   nextAttemptAt?: string;
+  /** Calls (streams included, until they end) holding a bulkhead slot now. */
+  inFlight: number;
   stats: { successes: number; failures: number; timeouts: number; rejects: number; fallbacks: number };
 }
 
