@@ -71,6 +71,7 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'ASSISTANT_API_KEYS',
   'RATE_LIMIT_PER_MINUTE',
   'TRUST_PROXY',
+  'HF_STREAM_IDLE_TIMEOUT_SECONDS',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['SHUTDOWN_DRAIN_SECONDS', 'LOG_LEVEL', 'NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];

@@ -32,7 +32,9 @@ export function ApiAnswerResponses(): MethodDecorator {
       summary: 'Answer a question from the knowledge base',
       description:
         'Answers come, in order, from a fresh cached answer, the model (with the top excerpts as context), a stale cached answer ' +
-        'while the model is unavailable, the excerpts alone, and only with nothing left, 503 with Retry-After.',
+        'while the model is unavailable, the excerpts alone, and only with nothing left, 503 with Retry-After. ' +
+        'With `Accept: text/event-stream` the answer is streamed as server-sent events: `excerpts` once, `token` events ' +
+        '(`{"text"}`) as the model generates, and `done` last with the body of the 200 below; the 503 comes before any event.',
     }),
     ApiOkResponse({
       type: AssistantAnswerDto,
