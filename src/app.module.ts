@@ -6,6 +6,7 @@ import { CircuitBreakerModule } from './circuit-breaker/circuit-breaker.module.j
 import { appConfig } from './config/app.config.js';
 import { HealthModule } from './health/health.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { OpenAiModule } from './openai/openai.module.js';
 import { LoggingModule } from './logging/logging.module.js';
 import { RateLimitModule } from './rate-limit/rate-limit.module.js';
 
@@ -18,6 +19,7 @@ import { RateLimitModule } from './rate-limit/rate-limit.module.js';
     RateLimitModule,
     CircuitBreakerModule,
     AssistantModule,
+    OpenAiModule,
     HealthModule,
     MetricsModule,
   ],

@@ -39,6 +39,8 @@ const CONTRACT_ROUTES: Array<[method: string, path: string, statuses: string[]]>
   ['get', '/health/ready', ['200', '503']],
   ['get', '/health/circuit-breaker', ['200', '503']],
   ['get', '/health', ['200', '503']],
+  ['post', '/v1/chat/completions', ['200', '400', '401', '413', '415', '429', '503']],
+  ['get', '/v1/models', ['200', '401']],
 ];
 const ANSWER_FIELDS = ['answer', 'source', 'degraded', 'fallbackReason', 'excerpts', 'circuit', 'cachedAt', 'retryAfterSeconds'];
 const UNAVAILABLE_FIELDS = ['statusCode', 'error', 'message', 'reason', 'retryAfterSeconds', 'circuit'];
@@ -93,6 +95,23 @@ function validatorFor(method: string, path: string, status: string): ValidateFun
     ),
   ) as object;
   return ajv.compile({ ...schema, definitions });
+}
+
+/** POST /v1/chat/completions with `body` as JSON, read to the end. */
+async function complete(url: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpResult<unknown>> {
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, body: JSON.parse(text) as unknown };
+}
+
+async function listModels(url: string, headers: Record<string, string> = {}): Promise<HttpResult<unknown>> {
+  const response = await fetch(`${url}/v1/models`, { headers });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, body: JSON.parse(text) as unknown };
 }
 
 function expectDocumented(method: string, path: string, result: HttpResult<unknown>): void {
@@ -169,7 +188,7 @@ describe('GET /docs/json', () => {
     expect(properties['source']?.enum).toEqual(['llm', 'cache', 'excerpts']);
     expect(properties['fallbackReason']).toMatchObject({
       nullable: true,
-      enum: ['circuit_open', 'upstream_error', 'timeout', 'rate_limited', 'overloaded', 'upstream_unconfigured', null],
+      enum: ['circuit_open', 'upstream_error', 'timeout', 'rate_limited', 'overloaded', 'upstream_unconfigured', 'interrupted', null],
     });
     expect(properties['degraded']?.type).toBe('boolean');
     expect(properties['cachedAt']).toMatchObject({ type: 'string', format: 'date-time' });
@@ -186,6 +205,55 @@ describe('GET /docs/json', () => {
 
     expect(Object.keys(unavailable.properties ?? {}).sort()).toEqual([...UNAVAILABLE_FIELDS].sort());
     expect([...(unavailable.required ?? [])].sort()).toEqual([...UNAVAILABLE_FIELDS].sort());
+  });
+
+  it("has the assistant object of the contract on a completion, and OpenAI's error shape on every /v1 error", () => {
+    const completion = responseSchema('post', '/v1/chat/completions', '200');
+    expect(completion.required).toEqual(expect.arrayContaining(['id', 'object', 'created', 'model', 'choices', 'assistant']));
+    const assistant = resolve(completion.properties?.['assistant']);
+    expect(Object.keys(assistant.properties ?? {}).sort()).toEqual(ANSWER_FIELDS.filter((field) => field !== 'answer').sort());
+    for (const [method, path, statuses] of CONTRACT_ROUTES.filter(([, path]) => path.startsWith('/v1/'))) {
+      for (const status of statuses.filter((status) => status !== '200')) {
+        const error = resolve(responseSchema(method, path, status).properties?.['error']);
+        expect({ status, fields: Object.keys(error.properties ?? {}).sort() }).toEqual({
+          status,
+          fields: ['code', 'message', 'param', 'type'],
+        });
+      }
+    }
+    expect(operation('post', '/v1/chat/completions').responses['503']?.headers?.['Retry-After']?.schema).toMatchObject({ type: 'integer' });
+    const body = resolve(operation('post', '/v1/chat/completions').requestBody?.content['application/json']?.schema);
+    expect(body.required).toEqual(['messages']);
+  });
+
+  it('describes what /v1 really sends: a completion fresh and cached, the 400, the model list, and the 401 and 429', async () => {
+    const question = { messages: [{ role: 'user', content: 'Which variables configure the model?' }] };
+    const [fresh, cached] = [await complete(testApp.url, question), await complete(testApp.url, question)];
+    const refused = await complete(testApp.url, { messages: [] });
+    const models = await listModels(testApp.url);
+    expect([fresh.status, cached.status, refused.status, models.status]).toEqual([200, 200, 400, 200]);
+    expect(cached.body).toMatchObject({ assistant: { source: 'cache' } });
+    for (const result of [fresh, cached, refused]) expectDocumented('post', '/v1/chat/completions', result);
+    expectDocumented('get', '/v1/models', models);
+
+    const guarded = await startTestApp({
+      HF_ENDPOINT_URL: upstream.url,
+      ASSISTANT_API_KEYS: 'key-one-0123456789',
+      RATE_LIMIT_PER_MINUTE: '1',
+    });
+    try {
+      const key = { authorization: 'Bearer key-one-0123456789' };
+      const results = [
+        await complete(guarded.url, question, key),
+        await complete(guarded.url, question, key),
+        await complete(guarded.url, question),
+      ];
+      expect(results.map((result) => result.status)).toEqual([200, 429, 401]);
+      for (const result of results) expectDocumented('post', '/v1/chat/completions', result);
+      expectDocumented('get', '/v1/models', await listModels(guarded.url));
+    } finally {
+      await guarded.close();
+    }
   });
 
   it("describes what the app really sends: answers healthy and degraded, the 503, 4xx bodies and Terminus' bodies", async () => {
@@ -208,6 +276,12 @@ describe('GET /docs/json', () => {
     expectDocumented('post', '/assistant/query', degraded);
     expect(circuitOpen.status).toBe(503);
     expectDocumented('get', '/health/circuit-breaker', circuitOpen);
+    const degradedCompletion = await complete(testApp.url, { messages: [{ role: 'user', content: 'How does the answer cache work?' }] });
+    const unavailableCompletion = await complete(testApp.url, { messages: [{ role: 'user', content: 'zqxj vvkw' }] });
+    expect(degradedCompletion.body).toMatchObject({ assistant: { degraded: true } });
+    expect(unavailableCompletion.status).toBe(503);
+    expectDocumented('post', '/v1/chat/completions', degradedCompletion);
+    expectDocumented('post', '/v1/chat/completions', unavailableCompletion);
   });
 });
 

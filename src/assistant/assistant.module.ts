@@ -31,5 +31,6 @@ import { ClientGoneFilter } from './client-gone.filter.js';
     { provide: APP_FILTER, useClass: UpstreamUnavailableFilter },
     { provide: APP_FILTER, useClass: ClientGoneFilter },
   ],
+  exports: [AssistantService],
 })
 export class AssistantModule {}
