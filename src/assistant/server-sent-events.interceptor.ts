@@ -1,9 +1,8 @@
-import { Readable } from 'node:stream';
 import { type CallHandler, type ExecutionContext, Injectable, type NestInterceptor } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { map, type Observable } from 'rxjs';
 import { AnswerEventStream } from './answer-events.js';
-import { serverSentEvents } from './server-sent-events.js';
+import { eventStreamBody } from './server-sent-events.js';
 
 /** Whether a request asked for a stream (`Accept: text/event-stream`). */
 export function wantsEventStream(accept: string | undefined): boolean {
@@ -20,15 +19,7 @@ export class ServerSentEventsInterceptor implements NestInterceptor {
     return next.handle().pipe(
       map((result: unknown) => {
         if (!(result instanceof AnswerEventStream)) return result;
-        void context
-          .switchToHttp()
-          .getResponse<FastifyReply>()
-          .header('content-type', 'text/event-stream; charset=utf-8')
-          .header('cache-control', 'no-cache, no-transform')
-          // nginx (and ingress-nginx) would otherwise buffer the whole stream.
-          .header('x-accel-buffering', 'no');
-        // One chunk buffered at most: the next event is read only once the socket took the previous one.
-        return Readable.from(serverSentEvents(result), { objectMode: false, highWaterMark: 1 });
+        return eventStreamBody(context.switchToHttp().getResponse<FastifyReply>(), result);
       }),
     );
   }

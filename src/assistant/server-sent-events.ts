@@ -61,5 +61,8 @@ export function eventStreamBody(
     .header('cache-control', 'no-cache, no-transform')
     // nginx (and ingress-nginx) would otherwise buffer the whole stream.
     .header('x-accel-buffering', 'no');
+  // Fastify, pino-http, the metrics hooks, the client signal and pipe() put 11 'close' listeners on a streamed response:
+  // a fixed number per response, not a leak, but one past Node's warning threshold of 10 (one warning per stream).
+  reply.raw.setMaxListeners(Math.max(reply.raw.getMaxListeners(), 20));
   return Readable.from(serverSentEvents(events, SSE_PING_INTERVAL_MS, format), { objectMode: false, highWaterMark: 1 });
 }
