@@ -17,7 +17,7 @@ export class AnswerMetrics {
   constructor(@Inject(METRICS_REGISTRY) registry: Registry) {
     this.answers = new Counter({
       name: 'assistant_answers_total',
-      help: 'Answers to POST /assistant/query by source (llm, cache, excerpts, unavailable = 503) and fallback reason (none when the model or a fresh cache answered)',
+      help: 'Answers to POST /assistant/query and POST /v1/chat/completions (streamed ones at their end) by source (llm, cache, excerpts, unavailable = 503) and fallback reason (none when the model or a fresh cache answered)',
       labelNames: ['source', 'fallback_reason'],
       registers: [registry],
     });
