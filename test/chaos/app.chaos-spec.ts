@@ -290,6 +290,61 @@ describe('chaos: the app under load while the model misbehaves', () => {
     expect(entry.details['huggingface']).toMatchObject({ state: 'closed', failures: 0 });
   });
 
+  it('streams to 50 clients through a flapping model: every stream ends with done, or is a 503 before any event; no 500, none left open', async () => {
+    round++;
+    await healthy();
+    // Every other call fails: a stall before the first token, a cut after two tokens, or a 500 before the stream.
+    await upstream.setFault({
+      kind: 'sequence',
+      faults: Array.from({ length: 2000 }, (_, i): Fault => {
+        const failures: Fault[] = [{ kind: 'stallBeforeFirstToken' }, { kind: 'cutMidStream', afterTokens: 2 }, { kind: 'error500' }];
+        return i % 2 === 0 ? { kind: 'ok', tokenIntervalMs: 5 } : (failures[(i >> 1) % failures.length] ?? { kind: 'ok' });
+      }),
+    });
+    const total = 400;
+    let next = 0;
+    const endings: Record<string, number> = {};
+    const problems: string[] = [];
+    const streamOne = async (i: number): Promise<void> => {
+      const question = i % 4 === 3 ? unknown(9e6 + i) : known(9e6 + i);
+      const response = await fetch(`${app.url}/assistant/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ query: question }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const text = await response.text();
+      const type = response.headers.get('content-type') ?? '';
+      let ending: string;
+      if (response.status === 200 && type.startsWith('text/event-stream')) {
+        const last = text.trimEnd().split('\n\n').at(-1) ?? '';
+        const done = last.startsWith('event: done\ndata: ')
+          ? (JSON.parse(last.slice('event: done\ndata: '.length)) as { source: string; fallbackReason: string | null })
+          : undefined;
+        ending = done ? `done/${done.source}/${done.fallbackReason ?? 'none'}` : 'stream without done';
+        if (!text.startsWith('event: excerpts')) problems.push(`${question}: stream did not start with excerpts`);
+      } else if (response.status === 503 && type.startsWith('application/json') && Number(response.headers.get('retry-after')) >= 1) {
+        ending = '503 before any event';
+        if (hasFallback(question)) problems.push(`${question}: 503 though a fallback exists`);
+      } else ending = `unexpected ${response.status} ${type}`;
+      endings[ending] = (endings[ending] ?? 0) + 1;
+      if (ending === 'stream without done' || ending.startsWith('unexpected')) problems.push(`${question}: ${ending}`);
+    };
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        for (let i = next++; i < total; i = next++) await streamOne(i);
+      }),
+    );
+    process.stdout.write(`\nStreams through a flapping model: ${JSON.stringify(endings)}\n`);
+    expect(problems).toEqual([]);
+    expect(Object.values(endings).reduce((sum, n) => sum + n, 0)).toBe(total);
+    expect(Object.keys(endings).some((ending) => ending.startsWith('done/llm/none'))).toBe(true);
+    // No stream left open: the model side ended every stream, and the breaker holds no call.
+    await until(async () => (await upstream.stats()).openStreams === 0, 10_000, 'every upstream stream to end');
+    const breaker = (await (await fetch(`${app.url}/health/circuit-breaker`)).json()) as { details: Record<string, { inFlight: number }> };
+    expect(breaker.details['huggingface']?.inFlight).toBe(0);
+  });
+
   it('keeps answering while Redis is killed and restarted mid-run', async () => {
     const killed = (async () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
