@@ -7,11 +7,11 @@ import { fixed, markdownTable } from './stats.js';
 
 // Against the built app in its own process (node dist/main.js), loopback only, 50 connections per scenario.
 
-const CONNECTIONS = 50;
+export const CONNECTIONS = 50;
 const DURATION_SECONDS = 5;
 const WARMUP_SECONDS = 1;
 const THRESHOLD = 5;
-const KNOWN_QUESTION = 'What does the half-open state mean?';
+export const KNOWN_QUESTION = 'What does the half-open state mean?';
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 export interface HttpScenarioResult {
@@ -48,15 +48,17 @@ const WAIT_TIMEOUT_MS = 800;
 const WAIT_SLACK_MS = 100;
 const OPEN_WINDOW_MS = 2500;
 
-interface Load {
+export interface Load {
   method: 'GET' | 'POST';
   path: string;
   body?: string;
+  /** Sent with every request, after the content type (an API key). */
+  headers?: Record<string, string>;
   /** A new question per request (the body's question plus a number), so nothing repeats. */
   uniqueBodies?: boolean;
 }
 
-async function measure(app: AppProcess, load: Load, seconds: number): Promise<autocannon.Result> {
+export async function measure(app: AppProcess, load: Load, seconds: number): Promise<autocannon.Result> {
   let n = 0;
   const options: autocannon.Options = {
     url: app.url,
@@ -66,7 +68,7 @@ async function measure(app: AppProcess, load: Load, seconds: number): Promise<au
       {
         method: load.method,
         path: load.path,
-        headers: load.body ? JSON_HEADERS : {},
+        headers: { ...(load.body ? JSON_HEADERS : {}), ...load.headers },
         ...(load.body ? { body: load.body } : {}),
         ...(load.uniqueBodies ? { setupRequest: (request) => ({ ...request, body: numbered(load.body, n++) }) } : {}),
       },
@@ -109,11 +111,13 @@ async function openCircuit(app: AppProcess, upstream: FakeHfUpstream): Promise<v
   for (let i = 0; i < THRESHOLD; i++) await ask(app, `unrelated question number ${i}`);
 }
 
-function appEnv(upstream: FakeHfUpstream, extra: Record<string, string> = {}): Record<string, string> {
+export function appEnv(upstream: FakeHfUpstream, extra: Record<string, string> = {}): Record<string, string> {
   return {
     HF_ENDPOINT_URL: upstream.url,
     CIRCUIT_BREAKER_FAIL_THRESHOLD: String(THRESHOLD),
     CIRCUIT_BREAKER_RESET_TIMEOUT: '3600',
+    // The app refuses a cap below the reset period (the default cap is 300 s); no backoff, so it changes nothing else.
+    CIRCUIT_BREAKER_MAX_OPEN_SECONDS: '3600',
     CIRCUIT_BREAKER_TIMEOUT_SECONDS: '5',
     SHUTDOWN_DRAIN_SECONDS: '0',
     ...extra,

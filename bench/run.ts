@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import { accessTables, runAccessBench } from './access.bench.js';
 import { breakerTables, runBreakerBench } from './breaker.bench.js';
 import { hotPathTables, runHotPathBench } from './hot-path.bench.js';
 import { httpTables, runHttpBench } from './http.bench.js';
@@ -13,9 +14,11 @@ async function main(): Promise<void> {
   const hotPath = await runHotPathBench();
   process.stdout.write(`${hotPathTables(hotPath)}\n\n`);
   const http = await runHttpBench();
-  process.stdout.write(`${httpTables(http)}\n`);
+  process.stdout.write(`${httpTables(http)}\n\n`);
+  const access = await runAccessBench();
+  process.stdout.write(`${accessTables(access)}\n`);
   await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http };
+  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http, access };
   await writeFile(new URL('../../bench/results/latest.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
 }
 
