@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
-import { type ThrottlerStorage, ThrottlerStorageService } from '@nestjs/throttler';
+import type { ThrottlerStorage } from '@nestjs/throttler';
 import { RedisConnection } from '../cache/redis-connection.js';
+import { SlidingWindowCounter, type WindowHit } from './sliding-window.js';
 
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
 
@@ -9,6 +10,8 @@ type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>
 export const RATE_LIMIT_KEY_PREFIX = 'assistant:ratelimit:v1:';
 /** A Redis slower than this costs the request no more: the hit is counted by this replica instead. */
 const REDIS_DEADLINE_MS = 250;
+/** How often callers idle for a whole window are forgotten by the per-replica counter. */
+const SWEEP_INTERVAL_MS = 60_000;
 
 /**
  * One request against a sliding window, atomically and on Redis' clock: the hits of the last `window` ms are the
@@ -39,28 +42,33 @@ const HIT_SCRIPT_SHA = createHash('sha1').update(HIT_SCRIPT).digest('hex');
 /**
  * `@nestjs/throttler`'s storage, shared by the fleet: hits are counted in Redis when REDIS_URL is set, so every
  * replica spends the same budget. Without Redis, or while it is down or slow, each replica counts on its own
- * (the library's in-memory storage, a sliding window too): a limit per replica, never an unlimited fleet and never
- * an error. Both refuse without counting the refused request (the library's behaviour with `blockDuration: 0`).
+ * (SlidingWindowCounter, the same rule in memory): a limit per replica, never an unlimited fleet and never an error.
+ * Both refuse without counting the refused request. The library's own in-memory storage is not used: it scans every
+ * hit of a caller's window on each request (O(limit)) and spreads them into Math.min, which overflows the stack past
+ * ~125 000 hits.
  */
 export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShutdown {
   private readonly logger = new Logger(FleetThrottlerStorage.name);
-  private readonly local = new ThrottlerStorageService();
+  private readonly local = new SlidingWindowCounter();
+  private readonly sweeper = setInterval(() => this.local.sweep(), SWEEP_INTERVAL_MS).unref();
   private countingLocally = false;
 
   constructor(private readonly redis: RedisConnection) {}
 
-  async increment(key: string, ttl: number, limit: number, blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
+  /** `ttl`: the window in ms. Refusals are the window's own (no separate block), so `blockDuration` is not used. */
+  async increment(key: string, ttl: number, limit: number): Promise<ThrottlerStorageRecord> {
     if (this.redis.client) {
       const shared = this.redis.isReady
         ? await this.incrementShared(key, ttl, limit)
         : this.sharingFailed(this.redis.problem ?? 'not ready');
       if (shared) return shared;
     }
-    return this.local.increment(key, ttl, limit, blockDuration, throttlerName);
+    return toRecord(this.local.hit(key, ttl, limit));
   }
 
   onApplicationShutdown(): void {
-    this.local.onApplicationShutdown();
+    clearInterval(this.sweeper);
+    this.local.clear();
   }
 
   /** The fleet's count, or undefined when Redis failed or missed the deadline. */
@@ -72,14 +80,7 @@ export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShu
       if (reply === undefined) return this.sharingFailed(`no answer within ${REDIS_DEADLINE_MS} ms`);
       this.sharingWorks();
       const [hits, admitted, msLeft] = reply;
-      const secondsLeft = Math.max(1, Math.ceil(msLeft / 1000));
-      const isBlocked = admitted === 0;
-      return {
-        totalHits: isBlocked ? hits + 1 : hits,
-        timeToExpire: secondsLeft,
-        isBlocked,
-        timeToBlockExpire: isBlocked ? secondsLeft : 0,
-      };
+      return toRecord({ hits, admitted: admitted === 1, msLeft });
     } catch (error) {
       return this.sharingFailed(error instanceof Error ? error.message : String(error));
     } finally {
@@ -112,4 +113,15 @@ export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShu
     this.countingLocally = false;
     this.logger.log('Rate limits are counted across the fleet in Redis again');
   }
+}
+
+/** The library's record: a refused request reports one hit over the limit, and every time is whole seconds, at least 1. */
+function toRecord({ hits, admitted, msLeft }: WindowHit): ThrottlerStorageRecord {
+  const secondsLeft = Math.max(1, Math.ceil(msLeft / 1000));
+  return {
+    totalHits: admitted ? hits : hits + 1,
+    timeToExpire: secondsLeft,
+    isBlocked: !admitted,
+    timeToBlockExpire: admitted ? 0 : secondsLeft,
+  };
 }
