@@ -4,6 +4,7 @@ import { accessTables, runAccessBench } from './access.bench.js';
 import { breakerTables, runBreakerBench } from './breaker.bench.js';
 import { hotPathTables, runHotPathBench } from './hot-path.bench.js';
 import { httpTables, runHttpBench } from './http.bench.js';
+import { runStreamingBench, streamingTables } from './streaming.bench.js';
 
 // `npm run bench`: every measurement side by side in one run; prints markdown, writes bench/results/latest.json.
 async function main(): Promise<void> {
@@ -16,9 +17,11 @@ async function main(): Promise<void> {
   const http = await runHttpBench();
   process.stdout.write(`${httpTables(http)}\n\n`);
   const access = await runAccessBench();
-  process.stdout.write(`${accessTables(access)}\n`);
+  process.stdout.write(`${accessTables(access)}\n\n`);
+  const streaming = await runStreamingBench();
+  process.stdout.write(`${streamingTables(streaming)}\n`);
   await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http, access };
+  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http, access, streaming };
   await writeFile(new URL('../../bench/results/latest.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
 }
 
