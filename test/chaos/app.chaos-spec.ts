@@ -373,9 +373,15 @@ describe('chaos: the app under load while the model misbehaves', () => {
   it(`grows RSS by less than ${RSS_GROWTH_LIMIT_MB} MB over 20 000 requests once warmed up (no leak)`, async () => {
     const question = (i: number) => (i % 2 === 0 ? CACHED[i % CACHED.length] : known(i));
     await run('warm-up, 20 000 requests', { kind: 'ok' }, 20_000, question);
-    const report = await run('20 000 requests (RSS)', { kind: 'ok' }, 20_000, question);
-    const row = rows[rows.length - 1];
-    expect(report.statuses).toEqual({ '200': 20_000 });
-    expect(row.rssAfterMb - row.rssBeforeMb).toBeLessThan(RSS_GROWTH_LIMIT_MB);
-  }, 150_000);
+    // V8 sometimes takes its last step to a steady heap during the first window after the warm-up (one run grew
+    // 33 MB there, the next window a few): a second window tells that one-time step from a leak, which grows in both.
+    let growthMb = Number.POSITIVE_INFINITY;
+    for (let window = 1; window <= 2 && growthMb >= RSS_GROWTH_LIMIT_MB; window++) {
+      const report = await run(`20 000 requests (RSS, window ${window})`, { kind: 'ok' }, 20_000, question);
+      const row = rows[rows.length - 1];
+      expect(report.statuses).toEqual({ '200': 20_000 });
+      growthMb = (row?.rssAfterMb ?? Number.NaN) - (row?.rssBeforeMb ?? Number.NaN);
+    }
+    expect(growthMb).toBeLessThan(RSS_GROWTH_LIMIT_MB);
+  }, 200_000);
 });
