@@ -5,6 +5,7 @@ import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { RedisConnection } from './redis-connection.js';
+import { withinDeadline } from './within-deadline.js';
 
 export interface CachedAnswer {
   answer: string;
@@ -39,6 +40,7 @@ export interface AnswerCacheStats {
 const CACHE_DEADLINE_MS = 250;
 /** What withinDeadline gives for a store that failed or did not answer in time, so it is told apart from a miss. */
 const STORE_FAILED = Symbol('STORE_FAILED');
+const storeFailed = (): typeof STORE_FAILED => STORE_FAILED;
 const KEY_PREFIX = 'assistant:answer:v2:';
 /** Clocks of replicas sharing one Redis disagree a little; an entry from further in the future than this is bogus. */
 const CLOCK_SKEW_MS = 60_000;
@@ -72,7 +74,7 @@ export class AnswerCache {
    * in the future, is a miss (the next answer overwrites it): whatever is in a shared Redis is not trusted blindly.
    */
   async lookup(key: string): Promise<CachedAnswer | undefined> {
-    const entry = this.storeDown() ? STORE_FAILED : await withinDeadline(this.cache.get<unknown>(key));
+    const entry = this.storeDown() ? STORE_FAILED : await withinDeadline(this.cache.get<unknown>(key), CACHE_DEADLINE_MS, storeFailed);
     if (entry === STORE_FAILED) {
       this.counts.errors++;
       return undefined;
@@ -91,7 +93,11 @@ export class AnswerCache {
   async store(key: string, answer: Omit<CachedAnswer, 'createdAt'>): Promise<void> {
     const written = this.storeDown()
       ? STORE_FAILED
-      : await withinDeadline(this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs));
+      : await withinDeadline(
+          this.cache.set<CachedAnswer>(key, { ...answer, createdAt: Date.now() }, this.config.staleTtlMs),
+          CACHE_DEADLINE_MS,
+          storeFailed,
+        );
     if (written === STORE_FAILED) this.counts.errors++;
   }
 
@@ -125,18 +131,4 @@ function isExcerpt(value: unknown): value is Excerpt {
   if (typeof value !== 'object' || value === null) return false;
   const { documentId, title, text, score } = value as Record<string, unknown>;
   return typeof documentId === 'string' && typeof title === 'string' && typeof text === 'string' && Number.isFinite(score);
-}
-
-async function withinDeadline<T>(operation: Promise<T>): Promise<T | typeof STORE_FAILED> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<typeof STORE_FAILED>((resolve) => {
-    timer = setTimeout(() => resolve(STORE_FAILED), CACHE_DEADLINE_MS);
-  });
-  try {
-    return await Promise.race([operation, deadline]);
-  } catch {
-    return STORE_FAILED;
-  } finally {
-    clearTimeout(timer);
-  }
 }

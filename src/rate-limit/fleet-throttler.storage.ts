@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { RedisConnection } from '../cache/redis-connection.js';
+import { withinDeadline } from '../cache/within-deadline.js';
 import { SlidingWindowCounter, type WindowHit } from './sliding-window.js';
 
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
@@ -73,19 +74,13 @@ export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShu
 
   /** The fleet's count, or undefined when Redis failed or missed the deadline. */
   private async incrementShared(key: string, ttlMs: number, limit: number): Promise<ThrottlerStorageRecord | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), REDIS_DEADLINE_MS)));
-    try {
-      const reply = await Promise.race([this.hit(`${RATE_LIMIT_KEY_PREFIX}${key}`, ttlMs, limit), deadline]);
-      if (reply === undefined) return this.sharingFailed(`no answer within ${REDIS_DEADLINE_MS} ms`);
-      this.sharingWorks();
-      const [hits, admitted, msLeft] = reply;
-      return toRecord({ hits, admitted: admitted === 1, msLeft });
-    } catch (error) {
-      return this.sharingFailed(error instanceof Error ? error.message : String(error));
-    } finally {
-      clearTimeout(timer);
-    }
+    const reply = await withinDeadline(this.hit(`${RATE_LIMIT_KEY_PREFIX}${key}`, ttlMs, limit), REDIS_DEADLINE_MS, (why) =>
+      this.sharingFailed(why),
+    );
+    if (reply === undefined) return undefined;
+    this.sharingWorks();
+    const [hits, admitted, msLeft] = reply;
+    return toRecord({ hits, admitted: admitted === 1, msLeft });
   }
 
   private async hit(key: string, windowMs: number, limit: number): Promise<[number, number, number]> {
