@@ -31,6 +31,17 @@ describe('SlidingWindowCounter', () => {
     expect(counter.hit('a', 1000, 2)).toMatchObject({ admitted: false, msLeft: 300 });
   });
 
+  it('never reports more time left than the window, whatever fractional time the clock reads', () => {
+    // (116683.20668603682 + 60000) - 116683.20668603682 is 60000.000000000015 in floating point: ceil'd to 61 s.
+    const time = { now: 116_683.206_686_036_82 };
+    const counter = new SlidingWindowCounter(() => time.now);
+    expect(counter.hit('a', 60_000, 3).msLeft).toBe(60_000);
+    for (let i = 0; i < 2000; i++) {
+      time.now = i * 4_999.123_456_789 + 0.1;
+      expect(counter.hit(`caller-${i}`, 60_000, 3).msLeft).toBeLessThanOrEqual(60_000);
+    }
+  });
+
   it('keeps callers apart', () => {
     const { counter } = clock();
     counter.hit('a', 1000, 1);

@@ -48,7 +48,10 @@ export class SlidingWindowCounter {
       hits += 1;
     }
     const oldest = window.times[window.head] ?? now;
-    return { hits, admitted, msLeft: oldest + windowMs - now };
+    // windowMs minus the oldest request's age, never `oldest + windowMs - now`: with fractional clock readings that
+    // sum can round up past windowMs (116683.20668603682 + 60000 - itself is 60000.000000000015), which the
+    // whole-second headers then reported as 61 s in a 60 s window.
+    return { hits, admitted, msLeft: windowMs - (now - oldest) };
   }
 
   /** Forgets callers whose every request has left its window. */
