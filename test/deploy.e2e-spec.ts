@@ -72,6 +72,7 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'RATE_LIMIT_PER_MINUTE',
   'TRUST_PROXY',
   'HF_STREAM_IDLE_TIMEOUT_SECONDS',
+  'CIRCUIT_BREAKER_SHARED',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['SHUTDOWN_DRAIN_SECONDS', 'LOG_LEVEL', 'NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];

@@ -15,5 +15,7 @@ export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
     maxConcurrent: env.CIRCUIT_BREAKER_MAX_CONCURRENT,
     /** A streamed call's longest gap between two items after the first: the model's tokens (HF_STREAM_IDLE_TIMEOUT_SECONDS). */
     streamIdleTimeoutMs: Math.round(env.HF_STREAM_IDLE_TIMEOUT_SECONDS * 1000),
+    /** One circuit per breaker name for every replica sharing REDIS_URL (CIRCUIT_BREAKER_SHARED, with REDIS_URL). */
+    shared: env.CIRCUIT_BREAKER_SHARED && env.REDIS_URL !== undefined,
   };
 });

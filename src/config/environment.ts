@@ -198,6 +198,11 @@ export class Environment {
   @IsUrl({ protocols: ['redis', 'rediss'], require_tld: false, require_protocol: true })
   REDIS_URL?: string;
 
+  /** With REDIS_URL: every replica using that Redis shares one circuit per breaker name; false = each its own. */
+  @ToBoolean()
+  @IsBoolean()
+  CIRCUIT_BREAKER_SHARED: boolean = true;
+
   /** Comma-separated API keys, each plain or `sha256:<64 hex digits>` (so the config need not hold the key itself). */
   @EmptyAsUnset()
   @IsOptional()

@@ -12,4 +12,5 @@ export const TEST_BREAKER_CONFIG: ConfigType<typeof circuitBreakerConfig> = {
   resetBackoff: 1,
   maxConcurrent: 100,
   streamIdleTimeoutMs: 1_000,
+  shared: false,
 };

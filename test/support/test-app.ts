@@ -28,6 +28,7 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_TIMEOUT_SECONDS: '0.5',
   CIRCUIT_BREAKER_RESET_TIMEOUT: '0.5',
   CIRCUIT_BREAKER_NAME: 'huggingface',
+  CIRCUIT_BREAKER_SHARED: 'true',
   CACHE_TTL_SECONDS: '3600',
   CACHE_STALE_TTL_SECONDS: '86400',
   // Open access unless a suite asks otherwise (process.env outlives each app, so every suite starts from these).
