@@ -52,6 +52,7 @@ describe('CircuitBreakerHealthIndicator', () => {
       huggingface: {
         status: 'up',
         state: 'closed',
+        scope: 'replica',
         enabled: true,
         failures: 1,
         failureThreshold: 2,
@@ -72,6 +73,7 @@ describe('CircuitBreakerHealthIndicator', () => {
       huggingface: {
         status: 'down',
         state: 'open',
+        scope: 'replica',
         enabled: true,
         failures: 2,
         failureThreshold: 2,

@@ -1,15 +1,24 @@
-import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
-import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
+import { CircuitBreaker, type CircuitBreakerOptions, type CircuitFactory } from './circuit-breaker.js';
 import { DUPLICATE_BREAKER, NO_BREAKER } from './circuit-breaker.constants.js';
+import { SharedCircuitStore } from './fleet/shared-circuit-store.js';
 
-/** Named breakers, one per name, built from config; the configured one exists from the start. */
+/**
+ * Named breakers, one per name, built from config; the configured one exists from the start. With
+ * CIRCUIT_BREAKER_SHARED and REDIS_URL each breaker's circuit is the fleet's (one per name for every replica).
+ */
 @Injectable()
 export class CircuitBreakerRegistry implements OnApplicationShutdown {
   private readonly breakers = new Map<string, CircuitBreaker>();
+  private readonly createCircuit?: CircuitFactory;
 
-  constructor(@Inject(circuitBreakerConfig.KEY) private readonly config: ConfigType<typeof circuitBreakerConfig>) {
+  constructor(
+    @Inject(circuitBreakerConfig.KEY) private readonly config: ConfigType<typeof circuitBreakerConfig>,
+    @Optional() fleet?: SharedCircuitStore,
+  ) {
+    if (fleet?.enabled) this.createCircuit = (name, policy, onTransition, random) => fleet.circuit(name, policy, onTransition, random);
     this.add(config.name);
   }
 
@@ -23,7 +32,7 @@ export class CircuitBreakerRegistry implements OnApplicationShutdown {
     const { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs } =
       this.config;
     const options = { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs };
-    const breaker = new CircuitBreaker(name, { ...options, ...overrides });
+    const breaker = new CircuitBreaker(name, { ...options, ...overrides }, Math.random, this.createCircuit);
     this.breakers.set(name, breaker);
     return breaker;
   }

@@ -7,9 +7,23 @@ import {
   CircuitOpenError,
   StreamStalledError,
 } from './circuit-breaker.errors.js';
-import { type CallOutcome, type CircuitState, CircuitStateMachine, type Ticket } from './circuit-state.js';
+import {
+  type CallOutcome,
+  type Circuit,
+  type CircuitPolicy,
+  type CircuitScope,
+  type CircuitState,
+  CircuitStateMachine,
+  type Ticket,
+  type TransitionListener,
+} from './circuit-state.js';
 
-export type { CircuitState } from './circuit-state.js';
+export type { CircuitScope, CircuitState } from './circuit-state.js';
+
+/** Builds a breaker's circuit: this replica's own by default, the fleet's when shared (fleet/shared-circuit-store.ts). */
+export type CircuitFactory = (breaker: string, policy: CircuitPolicy, onTransition: TransitionListener, random: () => number) => Circuit;
+
+const ownCircuit: CircuitFactory = (_breaker, policy, onTransition, random) => new CircuitStateMachine(policy, onTransition, random);
 
 export interface CircuitBreakerOptions {
   /** false: calls go straight through (no fast-fail); the time-out and the bulkhead still apply, stats are still kept. */
@@ -75,6 +89,8 @@ export type CircuitBreakerListener = (event: CircuitBreakerEvent) => void;
 export interface CircuitBreakerSnapshot {
   name: string;
   state: CircuitState;
+  /** 'fleet' while the circuit is shared by the replicas through Redis, 'replica' while it is this replica's own. */
+  scope: CircuitScope;
   enabled: boolean;
   /** Consecutive failures since the last success. */
   failures: number;
@@ -90,6 +106,7 @@ export interface CircuitBreakerSnapshot {
   stats: CircuitBreakerStats;
 }
 
+type Admission = Ticket | CircuitOpenError | BulkheadFullError;
 type Task<T> = (signal: AbortSignal) => Promise<T>;
 /** A streamed call: resolves to the stream (its first item need not have arrived yet). */
 type StreamTask<T> = (signal: AbortSignal) => Promise<AsyncIterable<T>>;
@@ -107,7 +124,7 @@ const everyErrorIsAFailure = (): FailureVerdict => ({ counts: true });
  */
 export class CircuitBreaker {
   private readonly logger = new Logger(CircuitBreaker.name);
-  private readonly machine: CircuitStateMachine;
+  private readonly machine: Circuit;
   private readonly bulkhead: Bulkhead;
   private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, overloaded: 0, fallbacks: 0 };
   private readonly inFlight = new Set<AbortInFlight>();
@@ -117,8 +134,14 @@ export class CircuitBreaker {
     readonly name: string,
     private readonly options: CircuitBreakerOptions,
     random: () => number = Math.random,
+    createCircuit: CircuitFactory = ownCircuit,
   ) {
-    this.machine = new CircuitStateMachine(options, (from, to, nextAttemptAt) => this.onTransition(from, to, nextAttemptAt), random);
+    this.machine = createCircuit(
+      name,
+      options,
+      (from, to, nextAttemptAt, observed) => this.onTransition(from, to, nextAttemptAt, observed),
+      random,
+    );
     this.bulkhead = new Bulkhead(options.maxConcurrent);
   }
 
@@ -126,11 +149,18 @@ export class CircuitBreaker {
     return this.machine.state(Date.now());
   }
 
+  get scope(): CircuitScope {
+    return this.machine.scope;
+  }
+
   /** Runs `task` behind the breaker; rejects at once with CircuitOpenError or BulkheadFullError when it refuses. */
   fire<T>(task: Task<T>, options: GuardedCallOptions = {}): Promise<T> {
     // A caller already gone: nothing to run, no trial to take, nothing to count.
     if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
     const admitted = this.admit();
+    if (admitted instanceof Promise) {
+      return admitted.then((ticket) => (ticket instanceof Error ? Promise.reject(ticket) : this.run(task, ticket, options)));
+    }
     return admitted instanceof Error ? Promise.reject(admitted) : this.run(task, admitted, options);
   }
 
@@ -144,13 +174,13 @@ export class CircuitBreaker {
    */
   async fireStream<T>(task: StreamTask<T>, options: GuardedCallOptions = {}): Promise<GuardedStream<T>> {
     if (options.signal?.aborted) throw abortReason(options.signal);
-    const admitted = this.admit();
+    const admitted = await this.admit();
     if (admitted instanceof Error) throw admitted;
     const call = new GuardedStreamCall<T>(this.name, this.options, options.signal, (abort) => this.trackInFlight(abort));
     const finish = (outcome: CallOutcome): void => {
       call.end(outcome.kind === 'success');
       this.bulkhead.release();
-      this.record(admitted, outcome, call.durationMs);
+      void this.record(admitted, outcome, call.durationMs);
     };
     let first: IteratorResult<T>;
     try {
@@ -167,18 +197,25 @@ export class CircuitBreaker {
     );
   }
 
-  /** A ticket, or the error refusing the call (counted and told to observers). */
-  private admit(): Ticket | CircuitOpenError | BulkheadFullError {
+  /**
+   * A ticket, or the error refusing the call (counted and told to observers). Synchronous but when the circuit has
+   * to ask the fleet (for its half-open trial).
+   */
+  private admit(): Admission | Promise<Admission> {
     const now = Date.now();
     // Decided before anything else, so a refusal costs one check, one counter and one stackless error.
     const ticket = this.machine.admit(now);
+    return ticket instanceof Promise ? ticket.then((asked) => this.admitted(asked, Date.now())) : this.admitted(ticket, now);
+  }
+
+  private admitted(ticket: Ticket | undefined, now: number): Admission {
     if (ticket === undefined) {
       this.counts.rejects++;
       this.emit('reject');
       return new CircuitOpenError(this.name, this.retryAfterSeconds());
     }
     if (!this.bulkhead.tryAcquire()) {
-      this.machine.settle(ticket, { kind: 'abandoned' }, now);
+      void this.machine.settle(ticket, { kind: 'abandoned' }, now);
       this.counts.overloaded++;
       this.emit('overloaded');
       return new BulkheadFullError(this.name, this.bulkhead.capacity);
@@ -226,6 +263,7 @@ export class CircuitBreaker {
     return {
       name: this.name,
       state: this.machine.state(now),
+      scope: this.machine.scope,
       enabled: this.options.enabled,
       failures: this.machine.failures,
       failureThreshold: this.options.failureThreshold,
@@ -252,12 +290,15 @@ export class CircuitBreaker {
     try {
       result = await this.runWithTimeout(task, options.signal);
     } catch (error) {
-      this.record(ticket, this.outcomeOf(error, options), performance.now() - startedAt);
-      throw error;
-    } finally {
       this.bulkhead.release();
+      // A failure told to the fleet is answered before the caller hears it, so the caller sees the circuit it left.
+      const recorded = this.record(ticket, this.outcomeOf(error, options), performance.now() - startedAt);
+      if (recorded) await recorded;
+      throw error;
     }
-    this.record(ticket, { kind: 'success' }, performance.now() - startedAt);
+    this.bulkhead.release();
+    const recorded = this.record(ticket, { kind: 'success' }, performance.now() - startedAt);
+    if (recorded) await recorded;
     return result;
   }
 
@@ -313,7 +354,7 @@ export class CircuitBreaker {
   }
 
   /** Counts the outcome, tells observers (the outcome's event carries the duration), then the state machine. */
-  private record(ticket: Ticket, outcome: CallOutcome, durationMs: number): void {
+  private record(ticket: Ticket, outcome: CallOutcome, durationMs: number): void | Promise<void> {
     if (outcome.kind === 'success') {
       this.counts.successes++;
       this.emit('success', durationMs);
@@ -326,20 +367,30 @@ export class CircuitBreaker {
     } else {
       this.emit('neutral', durationMs);
     }
-    this.machine.settle(ticket, outcome, Date.now());
+    return this.machine.settle(ticket, outcome, Date.now());
   }
 
-  private onTransition(from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined): void {
+  /**
+   * Logs a transition this replica made, and tells observers; one it only observed (another replica of the fleet
+   * made it, and logged it) is logged at debug, and not counted again.
+   */
+  private onTransition(from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined, observed = false): void {
     const cause = this.machine.cause;
-    this.logger.log({
+    const entry = {
       event: 'circuit_breaker_transition',
       breaker: this.name,
       from,
       to,
+      scope: this.machine.scope,
       failures: this.machine.failures,
       nextAttemptAt: nextAttemptAt === undefined ? null : iso(nextAttemptAt),
       ...(to === 'open' && cause ? { cause: { kind: cause.kind, status: cause.status ?? null } } : {}),
-    });
+    };
+    if (observed) {
+      this.logger.debug({ ...entry, observed: true });
+      return;
+    }
+    this.logger.log(entry);
     this.emit(to === 'closed' ? 'close' : to);
   }
 

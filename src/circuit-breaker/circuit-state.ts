@@ -46,8 +46,49 @@ export interface Ticket {
   readonly trial: boolean;
 }
 
-/** Told every state change, with when the trial is due when the new state is open. */
-export type TransitionListener = (from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined) => void;
+/**
+ * Told every state change, with when the trial is due when the new state is open; `observed` when another replica
+ * of the fleet made the change and this one only learned of it.
+ */
+export type TransitionListener = (from: CircuitState, to: CircuitState, nextAttemptAt: number | undefined, observed?: boolean) => void;
+
+/** Whose circuit decides: the fleet's, shared through Redis, or this replica's own. */
+export type CircuitScope = 'fleet' | 'replica';
+
+/**
+ * What a breaker asks of its circuit; times are this replica's clock (epoch ms). CircuitStateMachine is the
+ * replica's own circuit, FleetCircuit (fleet/fleet-circuit.ts) the fleet's.
+ */
+export interface Circuit {
+  readonly scope: CircuitScope;
+  /** Consecutive failures since the last success. */
+  readonly failures: number;
+  readonly cause: FailureCause | undefined;
+  state(now: number): CircuitState;
+  openWindow(now: number): { openedAt: number; nextAttemptAt: number } | undefined;
+  /**
+   * A ticket to run a call, or undefined when the circuit refuses it. Synchronous, except when the answer needs
+   * another party (the fleet's half-open trial lease): then a promise of the same.
+   */
+  admit(now: number): Ticket | undefined | Promise<Ticket | undefined>;
+  /**
+   * Records how an admitted call ended. A promise when the circuit tells another party (the fleet) an outcome that
+   * may change the state, a failure or a trial's end: it resolves once the state is known again, never rejects.
+   */
+  settle(ticket: Ticket, outcome: CallOutcome, now: number): void | Promise<void>;
+  shutdown(now: number): void;
+}
+
+/** Where a circuit stands, to start a replica's own circuit from the fleet's last known state. */
+export interface CircuitSeed {
+  state: CircuitState;
+  failures: number;
+  failedTrials: number;
+  /** While open: when it opened and when its trial is due (this replica's clock). */
+  openedAt?: number;
+  openUntil?: number;
+  cause?: FailureCause;
+}
 
 const JITTER = 0.1;
 
@@ -57,7 +98,8 @@ const JITTER = 0.1;
  * the open period has passed (observed lazily: no timer); half-open admits exactly one trial, whose outcome
  * closes or re-opens it. Every state change starts a new generation.
  */
-export class CircuitStateMachine {
+export class CircuitStateMachine implements Circuit {
+  readonly scope = 'replica';
   private phase: CircuitState = 'closed';
   private generation = 0;
   private consecutiveFailures = 0;
@@ -113,6 +155,22 @@ export class CircuitStateMachine {
     if (outcome.kind === 'failure') this.lastFailure = outcome.cause;
     if (ticket.trial) this.settleTrial(outcome, now);
     else this.settleClosed(outcome, now);
+  }
+
+  /**
+   * Takes up `seed`'s state without telling the listener (nothing changed for callers: the fleet's circuit was in
+   * that state). A seed that is half-open, or open with its period passed, is half-open with its trial free.
+   */
+  seed(seed: CircuitSeed): void {
+    this.trialInFlight = false;
+    this.consecutiveFailures = seed.failures;
+    this.failedTrials = seed.failedTrials;
+    this.lastFailure = seed.cause;
+    const open = seed.state !== 'closed';
+    this.phase = open ? 'open' : 'closed';
+    this.openedAt = open ? (seed.openedAt ?? seed.openUntil) : undefined;
+    this.openUntil = open ? (seed.openUntil ?? 0) : undefined;
+    this.startGeneration();
   }
 
   /** Refuses every call from now on (the application is shutting down). */

@@ -68,6 +68,8 @@ export function ApiHealthResponses({ summary, up, down }: HealthRouteDocs): Meth
 const BREAKER_CLOSED = {
   status: 'up',
   state: 'closed',
+  // 'fleet' while every replica sharing Redis follows one circuit (CIRCUIT_BREAKER_SHARED); 'replica' otherwise.
+  scope: 'fleet',
   enabled: true,
   failures: 0,
   failureThreshold: 5,

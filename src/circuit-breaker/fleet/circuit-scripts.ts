@@ -1,0 +1,199 @@
+import { createHash } from 'node:crypto';
+
+/** Every key and channel of the fleet's circuits starts with this; bump the version when the layout changes. */
+export const CIRCUIT_KEY_PREFIX = 'assistant:circuit:v1:';
+
+/** The hash holding one breaker's fleet circuit; the braces keep it and its channel in one Redis Cluster slot. */
+export const circuitKey = (breaker: string): string => `${CIRCUIT_KEY_PREFIX}{${breaker}}`;
+/** The channel each change of that circuit is published on. */
+export const circuitChannel = (breaker: string): string => `${CIRCUIT_KEY_PREFIX}{${breaker}}:changes`;
+
+/**
+ * Shared by every script: KEYS[1] the circuit's hash, KEYS[2] its channel; ARGV[1] the clock (empty: Redis' own,
+ * `TIME`; a number only from tests that drive time), ARGV[2] the calling replica's id. A script loads the hash,
+ * decides, and when it changed anything saves it (version + 1), publishes it and returns it: one encoding,
+ * `|`-separated, for the reply and the message alike (see FleetState in fleet-state.ts).
+ */
+const PRELUDE = `
+local key, channel = KEYS[1], KEYS[2]
+local now = tonumber(ARGV[1])
+if not now then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+end
+local by = ARGV[2]
+local FIELDS = {'ver', 'gen', 'phase', 'fail', 'trials', 'openedAt', 'openUntil', 'lease', 'leaseUntil', 'by', 'causeKind', 'causeStatus', 'causeAt'}
+local TEXT = {phase = true, lease = true, by = true, causeKind = true}
+
+local s = {ver = 0, gen = 0, phase = 'closed', fail = 0, trials = 0, openedAt = 0, openUntil = 0, lease = '', leaseUntil = 0,
+  by = '', causeKind = '', causeStatus = 0, causeAt = 0}
+local raw = redis.call('HGETALL', key)
+for i = 1, #raw, 2 do
+  if TEXT[raw[i]] then s[raw[i]] = raw[i + 1] else s[raw[i]] = tonumber(raw[i + 1]) end
+end
+
+local function encode(changed, granted)
+  local leased = 0
+  if s.lease ~= '' then leased = 1 end
+  return table.concat({s.ver, s.gen, s.phase, s.fail, s.trials, s.openedAt, s.openUntil, leased, s.leaseUntil, s.by,
+    s.causeKind, s.causeStatus, s.causeAt, now, changed, granted}, '|')
+end
+
+local function save()
+  s.ver = s.ver + 1
+  s.by = by
+  local args = {}
+  for _, field in ipairs(FIELDS) do
+    args[#args + 1] = field
+    args[#args + 1] = tostring(s[field])
+  end
+  redis.call('HSET', key, unpack(args))
+  -- Forgotten a day after its last change: long past any open period, and a closed circuit is the default.
+  redis.call('PEXPIRE', key, 86400000)
+  redis.call('PUBLISH', channel, encode(0, 0))
+end
+
+local function cause(kind, status)
+  s.causeKind = kind
+  s.causeStatus = tonumber(status) or 0
+  s.causeAt = now
+end
+
+local function open(periodMs, holdMs, maxOpenMs)
+  s.phase = 'open'
+  s.gen = s.gen + 1
+  s.openedAt = now
+  s.openUntil = now + math.floor(math.min(maxOpenMs, math.max(periodMs, holdMs or 0)))
+  s.lease = ''
+  s.leaseUntil = 0
+end
+`;
+
+/**
+ * A call admitted while closed failed. ARGV: 3 the generation it started in, 4 the threshold, 5 the reset period
+ * (ms), 6 the longest open period, 7 '1' when the failure hits every request alike, 8 the upstream's wait hint (ms,
+ * or empty), 9-10 the cause's kind and status, 11 '1' when the breaker is enabled. An outcome from an earlier
+ * generation changes nothing.
+ */
+const FAILURE = `${PRELUDE}
+if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then return encode(0, 0) end
+s.fail = s.fail + 1
+cause(ARGV[9], ARGV[10])
+local hold = tonumber(ARGV[8])
+local changed = 0
+if ARGV[11] == '1' and (ARGV[7] == '1' or hold or s.fail >= tonumber(ARGV[4])) then
+  open(tonumber(ARGV[5]), hold, tonumber(ARGV[6]))
+  changed = 1
+end
+save()
+return encode(changed, 0)`;
+
+/**
+ * A call admitted while closed succeeded: the failures in a row start again from 0. ARGV: 3 its generation. The
+ * common case, no failure to forget, reads one field and replies '' (nothing changed).
+ */
+const SUCCESS = `if (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
+${PRELUDE}
+if s.gen == tonumber(ARGV[3]) and s.phase == 'closed' and s.fail > 0 then
+  s.fail = 0
+  save()
+end
+return encode(0, 0)`;
+
+/**
+ * Asks for the half-open trial. ARGV: 3 the lease's token, 4 how long it holds (ms). An open circuit whose period
+ * has passed turns half-open; a half-open one grants the lease to the first asker, and again only once the lease
+ * expired (its owner died or hangs), so exactly one trial runs at a time in the whole fleet.
+ */
+const ACQUIRE = `${PRELUDE}
+local changed, granted = 0, 0
+if s.phase == 'open' and now >= s.openUntil then
+  s.phase = 'half_open'
+  s.gen = s.gen + 1
+  s.lease = ''
+  s.leaseUntil = 0
+  changed = 1
+end
+if s.phase == 'half_open' and (s.lease == '' or now >= s.leaseUntil) then
+  s.lease = ARGV[3]
+  s.leaseUntil = now + tonumber(ARGV[4])
+  granted = 1
+end
+if changed == 1 or granted == 1 then save() end
+return encode(changed, granted)`;
+
+/**
+ * The trial's outcome, from the lease's holder only. ARGV: 3 the generation, 4 the lease's token, 5 the outcome
+ * (success, rejected, abandoned or failure), 6 the reset period, 7 the longest open period, 8 the backoff, 9 a
+ * random number in [0, 1) for the jitter, 10 the wait hint (ms, or empty), 11-12 the cause. Success (or a rejected
+ * request: the upstream answered) closes; failure re-opens for the backed-off period; abandoned frees the lease.
+ */
+const TRIAL = `${PRELUDE}
+if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'half_open' or s.lease ~= ARGV[4] then return encode(0, 0) end
+local outcome = ARGV[5]
+local changed = 1
+if outcome == 'abandoned' then
+  s.lease = ''
+  s.leaseUntil = 0
+  changed = 0
+elseif outcome == 'failure' then
+  s.fail = s.fail + 1
+  s.trials = s.trials + 1
+  cause(ARGV[11], ARGV[12])
+  local reset, maxOpen, backoff, random = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+  local period = reset
+  if backoff > 1 then
+    local grown = reset * backoff ^ s.trials
+    if grown >= maxOpen then
+      period = maxOpen * (1 - 0.1 * random)
+    else
+      period = math.min(maxOpen, grown * (0.9 + 0.2 * random))
+    end
+  end
+  open(period, tonumber(ARGV[10]), maxOpen)
+else
+  s.phase = 'closed'
+  s.gen = s.gen + 1
+  s.fail = 0
+  s.trials = 0
+  s.openedAt = 0
+  s.openUntil = 0
+  s.lease = ''
+  s.leaseUntil = 0
+end
+save()
+return encode(changed, 0)`;
+
+/**
+ * A replica joins (at start, or when Redis is back). ARGV: 3 '1' when its own circuit is open, 4 how long it has
+ * still to stay open (ms), 5 the longest open period. A closed fleet circuit is opened by a replica that saw the
+ * model fail while it was on its own (the fleet's circuit may be stale from before the outage); otherwise the
+ * fleet's state stands. Either way the reply is the state to follow.
+ */
+const JOIN = `${PRELUDE}
+if ARGV[3] == '1' and s.phase == 'closed' then
+  open(tonumber(ARGV[4]), 0, tonumber(ARGV[5]))
+  save()
+  return encode(1, 0)
+end
+return encode(0, 0)`;
+
+export interface CircuitScript {
+  readonly name: string;
+  readonly source: string;
+  readonly sha: string;
+}
+
+const script = (name: string, source: string): CircuitScript => ({
+  name,
+  source,
+  sha: createHash('sha1').update(source).digest('hex'),
+});
+
+export const CIRCUIT_SCRIPTS = {
+  failure: script('failure', FAILURE),
+  success: script('success', SUCCESS),
+  acquire: script('acquire', ACQUIRE),
+  trial: script('trial', TRIAL),
+  join: script('join', JOIN),
+} as const;

@@ -1,0 +1,293 @@
+import { Logger } from '@nestjs/common';
+import {
+  type CallOutcome,
+  type Circuit,
+  type CircuitPolicy,
+  type CircuitScope,
+  type CircuitSeed,
+  type CircuitState,
+  CircuitStateMachine,
+  type FailureCause,
+  type Ticket,
+  type TransitionListener,
+} from '../circuit-state.js';
+import { CIRCUIT_SCRIPTS, type CircuitScript } from './circuit-scripts.js';
+import type { FleetState } from './fleet-state.js';
+
+/** What a fleet circuit needs from the store that links it to Redis (SharedCircuitStore). */
+export interface FleetLink {
+  /** This replica's id: the `by` of the changes it makes. */
+  readonly replicaId: string;
+  /** This replica's clock (epoch ms): Date.now, unless a test drives time. */
+  localNow(): number;
+  /**
+   * Runs one of the circuit's scripts on Redis (within a deadline): the state it left, or undefined when it changed
+   * nothing and said so with an empty reply. Rejects on any Redis trouble.
+   */
+  run(script: CircuitScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined>;
+}
+
+export interface FleetCircuitPolicy extends CircuitPolicy {
+  /** How long the half-open trial's lease holds: a little past the call's time-out. */
+  leaseMs: number;
+}
+
+/** A ticket the fleet issued; `token` is the trial's lease. */
+interface FleetTicket extends Ticket {
+  readonly fleet: true;
+  readonly token?: string;
+}
+
+const isFleetTicket = (ticket: Ticket): ticket is FleetTicket => (ticket as Partial<FleetTicket>).fleet === true;
+
+/**
+ * One breaker's circuit shared by every replica through Redis (the scripts in circuit-scripts.ts hold the rules).
+ * This replica follows a mirror of the fleet's state, kept current by each script's reply and by the changes
+ * published on the circuit's channel, so admission is local: closed admits, open refuses, with no Redis round trip.
+ * Redis is told each outcome (a success off the request's path: the script reads one field when there is no run of
+ * failures to end), and asked, once per due trial and replica, for the trial's lease. Times from Redis are on Redis' clock; the mirror converts them with the offset
+ * measured at each reply.
+ *
+ * While Redis is unavailable (a script failed or missed its deadline, or the store saw the connection go), the
+ * replica runs its own CircuitStateMachine, seeded from the fleet's last state; it joins again when Redis is back,
+ * re-opening the fleet's circuit if its own opened meanwhile. Redis trouble never counts as a model failure.
+ */
+export class FleetCircuit implements Circuit {
+  private readonly logger = new Logger(FleetCircuit.name);
+  private readonly local: CircuitStateMachine;
+  private mirror?: FleetState;
+  private joined = false;
+  private joining = false;
+  private everJoined = false;
+  private stopped = false;
+  /** Redis' clock minus this replica's. */
+  private offset = 0;
+  private acquiring = false;
+  private leases = 0;
+  /** Outcomes told to the fleet and not yet answered. */
+  private readonly reports = new Set<Promise<void>>();
+  /** The newest change heard while not joined: applied after the join's reply if newer than it. */
+  private heard?: FleetState;
+  private closedTicket: FleetTicket = { generation: 0, trial: false, fleet: true };
+
+  constructor(
+    readonly breaker: string,
+    private readonly policy: FleetCircuitPolicy,
+    private readonly link: FleetLink,
+    private readonly onTransition: TransitionListener = () => undefined,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.local = new CircuitStateMachine(policy, onTransition, random);
+  }
+
+  get scope(): CircuitScope {
+    return this.joined ? 'fleet' : 'replica';
+  }
+
+  get failures(): number {
+    return this.joined ? this.mirror!.failures : this.local.failures;
+  }
+
+  get cause(): FailureCause | undefined {
+    return this.joined ? this.mirror!.cause : this.local.cause;
+  }
+
+  state(now: number): CircuitState {
+    if (!this.joined) return this.local.state(now);
+    const { phase, openUntil } = this.mirror!;
+    return phase === 'open' && now + this.offset >= openUntil ? 'half_open' : phase;
+  }
+
+  openWindow(now: number): { openedAt: number; nextAttemptAt: number } | undefined {
+    if (!this.joined) return this.local.openWindow(now);
+    const { phase, openedAt, openUntil } = this.mirror!;
+    if (phase !== 'open' || now + this.offset >= openUntil) return undefined;
+    return { openedAt: openedAt - this.offset, nextAttemptAt: openUntil - this.offset };
+  }
+
+  admit(now: number): Ticket | undefined | Promise<Ticket | undefined> {
+    if (!this.joined) return this.stopped ? undefined : this.local.admit(now);
+    const mirror = this.mirror!;
+    if (mirror.phase === 'closed') return this.closedTicket;
+    const fleetNow = now + this.offset;
+    if (mirror.phase === 'open' && fleetNow < mirror.openUntil) return undefined;
+    if (mirror.phase === 'half_open' && mirror.leased && fleetNow < mirror.leaseUntil) return undefined;
+    // The trial looks free: one request of this replica asks the fleet for it; the others refuse meanwhile.
+    if (this.acquiring) return undefined;
+    return this.acquire(now);
+  }
+
+  settle(ticket: Ticket, outcome: CallOutcome, now: number): void | Promise<void> {
+    if (!isFleetTicket(ticket)) {
+      this.local.settle(ticket, outcome, now);
+      return;
+    }
+    // A call the fleet admitted that ends while this replica is out of the fleet counts nowhere.
+    if (!this.joined) return;
+    const { generation } = ticket;
+    if (ticket.trial) {
+      const failure = outcome.kind === 'failure' ? outcome : undefined;
+      const { resetTimeoutMs, maxOpenMs, resetBackoff } = this.policy;
+      return this.report(CIRCUIT_SCRIPTS.trial, [
+        String(generation),
+        ticket.token!,
+        outcome.kind,
+        String(resetTimeoutMs),
+        String(maxOpenMs),
+        String(resetBackoff),
+        String(this.random()),
+        failure?.holdOpenMs === undefined ? '' : String(failure.holdOpenMs),
+        failure?.cause.kind ?? '',
+        String(failure?.cause.status ?? 0),
+      ]);
+    } else if (outcome.kind === 'failure') {
+      const { failureThreshold, resetTimeoutMs, maxOpenMs, enabled } = this.policy;
+      return this.report(CIRCUIT_SCRIPTS.failure, [
+        String(generation),
+        String(failureThreshold),
+        String(resetTimeoutMs),
+        String(maxOpenMs),
+        outcome.opensAtOnce ? '1' : '0',
+        outcome.holdOpenMs === undefined ? '' : String(outcome.holdOpenMs),
+        outcome.cause.kind,
+        String(outcome.cause.status ?? 0),
+        enabled ? '1' : '0',
+      ]);
+    } else if (outcome.kind === 'success') {
+      // Every success is told, not only those after a failure this replica has heard of: a failure another replica
+      // (or this one) reported a moment ago may not have reached this mirror yet, and the run it started must end
+      // here. Off the request's path; Redis reads one field when there is no run to end.
+      void this.report(CIRCUIT_SCRIPTS.success, [String(generation)]);
+    }
+  }
+
+  /** Resolves once every outcome this replica has told the fleet so far has been recorded (or Redis failed). */
+  async flush(): Promise<void> {
+    await Promise.all(this.reports);
+  }
+
+  shutdown(now: number): void {
+    // This replica stops; the fleet's circuit is not this replica's to open.
+    this.stopped = true;
+    this.joined = false;
+    this.local.shutdown(now);
+  }
+
+  /** A change published on the circuit's channel. */
+  hear(state: FleetState): void {
+    if (this.joined) this.apply(state);
+    else if (!this.heard || state.version > this.heard.version) this.heard = state;
+  }
+
+  /**
+   * Joins the fleet's circuit (at start, and when Redis is back): a replica whose own circuit is open re-opens a
+   * closed fleet circuit for what is left of its period; then it follows the fleet's state. Resolves false (and
+   * stays on its own circuit) when Redis fails.
+   */
+  async join(): Promise<boolean> {
+    if (this.stopped || this.joined || this.joining) return this.joined;
+    this.joining = true;
+    this.heard = undefined;
+    const now = this.link.localNow();
+    const ownState = this.local.state(now);
+    const ownOpen = this.everJoined && ownState !== 'closed';
+    const ownLeft = Math.max(0, (this.local.openWindow(now)?.nextAttemptAt ?? now) - now);
+    try {
+      const state = await this.ask(CIRCUIT_SCRIPTS.join, [ownOpen ? '1' : '0', String(Math.round(ownLeft)), String(this.policy.maxOpenMs)]);
+      if (this.stopped) return false;
+      this.offset = state.now - this.link.localNow();
+      // Taken whatever its version: a Redis that restarted empty counts versions from 0 again.
+      this.mirror = state;
+      this.closedTicket = { generation: state.generation, trial: false, fleet: true };
+      this.joined = true;
+      if (this.everJoined) this.logger.log(`Circuit "${this.breaker}" is shared by the fleet again: ${state.phase}`);
+      this.everJoined = true;
+      const visible = this.state(this.link.localNow());
+      if (visible !== ownState) this.onTransition(ownState, visible, this.openWindow(this.link.localNow())?.nextAttemptAt, !state.changed);
+      if (this.heard) this.apply(this.heard);
+      this.heard = undefined;
+      return true;
+    } catch (error) {
+      this.logger.debug(`Circuit "${this.breaker}" could not join the fleet's circuit: ${reason(error)}`);
+      return false;
+    } finally {
+      this.joining = false;
+    }
+  }
+
+  /** Leaves the fleet's circuit while Redis is unavailable: this replica's own circuit takes over from the last state. */
+  leave(why: string): void {
+    if (!this.joined) return;
+    this.joined = false;
+    const seed = this.seedFrom(this.mirror!);
+    this.local.seed(seed);
+    this.logger.warn(
+      `Circuit "${this.breaker}" is this replica's own until it can share the fleet's again (${why}); it starts ${seed.state}` +
+        `${seed.openUntil !== undefined ? ` until ${new Date(seed.openUntil).toISOString()}` : ''}`,
+    );
+  }
+
+  private async acquire(now: number): Promise<FleetTicket | Ticket | undefined> {
+    this.acquiring = true;
+    const token = `${this.link.replicaId}:${++this.leases}`;
+    try {
+      const state = await this.ask(CIRCUIT_SCRIPTS.acquire, [token, String(this.policy.leaseMs)]);
+      this.follow(state);
+      if (!state.granted || !this.joined) return undefined;
+      const ticket: FleetTicket = { generation: state.generation, trial: true, fleet: true, token };
+      return ticket;
+    } catch (error) {
+      this.leave(reason(error));
+      return this.stopped ? undefined : this.local.admit(now);
+    } finally {
+      this.acquiring = false;
+    }
+  }
+
+  /** A script that always replies with the state. */
+  private async ask(script: CircuitScript, args: string[]): Promise<FleetState> {
+    const state = await this.link.run(script, this.breaker, args);
+    if (!state) throw new Error(`the circuit's ${script.name} script replied nothing`);
+    return state;
+  }
+
+  /** Tells the fleet an outcome; the promise resolves once the reply is followed (or Redis failed), never rejects. */
+  private report(script: CircuitScript, args: string[]): Promise<void> {
+    const reported = this.link.run(script, this.breaker, args).then(
+      (state) => state && this.follow(state),
+      (error: unknown) => this.leave(reason(error)),
+    );
+    this.reports.add(reported);
+    void reported.finally(() => this.reports.delete(reported));
+    return reported;
+  }
+
+  /** A script's reply: the newest state, and the clocks' offset. */
+  private follow(state: FleetState): void {
+    if (!this.joined) return;
+    this.offset = state.now - this.link.localNow();
+    this.apply(state);
+  }
+
+  private apply(state: FleetState): void {
+    const mirror = this.mirror!;
+    if (state.version <= mirror.version) return;
+    this.mirror = state;
+    if (state.generation !== mirror.generation) this.closedTicket = { generation: state.generation, trial: false, fleet: true };
+    if (state.phase === mirror.phase) return;
+    const nextAttemptAt = state.phase === 'open' ? state.openUntil - this.offset : undefined;
+    this.onTransition(mirror.phase, state.phase, nextAttemptAt, state.by !== this.link.replicaId);
+  }
+
+  private seedFrom(mirror: FleetState): CircuitSeed {
+    const base = { failures: mirror.failures, failedTrials: mirror.failedTrials, ...(mirror.cause ? { cause: mirror.cause } : {}) };
+    if (mirror.phase === 'closed') return { state: 'closed', ...base };
+    // A trial leased elsewhere may still be running: this replica's own trial waits for its lease to run out.
+    const until = mirror.phase === 'open' ? mirror.openUntil : mirror.leased ? mirror.leaseUntil : 0;
+    return { state: 'open', ...base, openedAt: (mirror.openedAt || mirror.now) - this.offset, openUntil: until - this.offset };
+  }
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

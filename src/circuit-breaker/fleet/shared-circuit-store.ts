@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+  Optional,
+} from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { RedisConnection, type RedisClient } from '../../cache/redis-connection.js';
+import { withinDeadline } from '../../cache/within-deadline.js';
+import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
+import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
+import type { CircuitPolicy, TransitionListener } from '../circuit-state.js';
+import { type CircuitScript, circuitChannel, circuitKey } from './circuit-scripts.js';
+import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
+import { type FleetState, parseFleetState } from './fleet-state.js';
+
+/** A script slower than this counts as Redis unavailable: the replica carries on with its own circuit. */
+const SCRIPT_DEADLINE_MS = 500;
+/** How often each circuit checks Redis is there (leaving or joining the fleet's circuit accordingly). */
+const MAINTAIN_INTERVAL_MS = 1000;
+/** Start-up waits this long, at most, for the subscription and the fleet's state before serving on its own. */
+const JOIN_GRACE_MS = 2000;
+/** The trial's lease outlives the call's time-out by this much, so a replica that dies mid-trial frees it soon. */
+const LEASE_MARGIN_MS = 1000;
+
+/**
+ * Links this replica's breakers to their fleet circuits in Redis (CIRCUIT_BREAKER_SHARED with REDIS_URL): runs
+ * their scripts over the answer cache's connection, and listens to their channels on a second connection (a
+ * subscribed connection can do nothing else). Changes are pushed, so an opening anywhere reaches every replica in
+ * one network hop. Inert without REDIS_URL or with sharing turned off.
+ */
+@Injectable()
+export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(SharedCircuitStore.name);
+  readonly replicaId = randomUUID();
+  private readonly circuits = new Map<string, FleetCircuit>();
+  private subscriber?: RedisClient;
+  private subscribed = false;
+  private closing = false;
+  private maintainer?: NodeJS.Timeout;
+  private readonly clock: () => number;
+
+  constructor(
+    @Inject(circuitBreakerConfig.KEY) private readonly config: ConfigType<typeof circuitBreakerConfig>,
+    private readonly redis: RedisConnection,
+    @Optional() @Inject(CIRCUIT_CLOCK) clock?: () => number,
+  ) {
+    this.clock = clock ?? Date.now;
+  }
+
+  /** Sharing is configured (CIRCUIT_BREAKER_SHARED and REDIS_URL). */
+  get enabled(): boolean {
+    return this.config.shared && this.redis.client !== undefined;
+  }
+
+  localNow(): number {
+    return this.clock();
+  }
+
+  /** Redis answers and this replica hears the circuits' changes. */
+  get connected(): boolean {
+    return this.redis.isReady && this.subscribed && (this.subscriber?.isReady ?? false);
+  }
+
+  /** A circuit shared by the fleet for `breaker`, linked to this store. */
+  circuit(breaker: string, policy: CircuitPolicy, onTransition: TransitionListener, random: () => number): FleetCircuit {
+    const circuit = new FleetCircuit(breaker, { ...policy, leaseMs: this.config.timeoutMs + LEASE_MARGIN_MS }, this, onTransition, random);
+    this.circuits.set(breaker, circuit);
+    if (this.subscribed)
+      void this.listen(breaker).then(
+        () => circuit.join(),
+        () => undefined,
+      );
+    return circuit;
+  }
+
+  async run(script: CircuitScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+    const client = this.redis.client;
+    // The connection reports the cause (once per outage); here it is only why the circuit is this replica's own.
+    if (!client || !this.redis.isReady) throw new Error('Redis is unavailable');
+    const options = { keys: [circuitKey(breaker), circuitChannel(breaker)], arguments: [this.clockArgument(), this.replicaId, ...args] };
+    const evaluation = client.evalSha(script.sha, options).catch((error: Error) => {
+      // A Redis that restarted (or never saw the script) loads it again.
+      if (!error.message.startsWith('NOSCRIPT')) throw error;
+      return client.eval(script.source, options);
+    });
+    const reply = await withinDeadline(evaluation, SCRIPT_DEADLINE_MS, (why): never => {
+      throw new Error(`the circuit's ${script.name} script failed: ${why}`);
+    });
+    return reply === '' ? undefined : parseFleetState(reply);
+  }
+
+  async onModuleInit(): Promise<void> {
+    if (!this.enabled || this.circuits.size === 0) return;
+    const subscriber = this.redis.client!.duplicate();
+    this.subscriber = subscriber;
+    // Without the subscription a replica would miss openings: it carries on with its own circuit until it is back.
+    // (The cache's connection reports the outage, once; this one just reconnects.)
+    subscriber.on('error', () => this.leaveAll("the subscription to the circuits' changes was lost"));
+    // node-redis subscribes again before 'ready' on every reconnection: each circuit then catches up with the fleet.
+    subscriber.on('ready', () => {
+      if (this.subscribed) for (const circuit of this.circuits.values()) void circuit.join();
+    });
+    const connecting = (async () => {
+      await subscriber.connect();
+      for (const breaker of this.circuits.keys()) await this.listen(breaker);
+      this.subscribed = true;
+    })().catch((error: unknown) => this.logger.warn(`Breakers run on their own until Redis answers: ${reason(error)}`));
+    await Promise.race([connecting, delay(JOIN_GRACE_MS)]);
+  }
+
+  /** Before the first request: each circuit takes up the fleet's state, so a new replica obeys an open circuit at once. */
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.enabled || this.circuits.size === 0) return;
+    this.maintainer = setInterval(() => this.maintain(), MAINTAIN_INTERVAL_MS).unref();
+    if (!this.subscribed) return;
+    const joined = await Promise.race([Promise.all([...this.circuits.values()].map((c) => c.join())), delay(JOIN_GRACE_MS)]);
+    if (joined) this.logger.log(`Circuits shared by the fleet through Redis: ${[...this.circuits.keys()].join(', ')}`);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.maintainer);
+    // Outcomes already told are recorded before the connection goes (each within the script's deadline).
+    await Promise.all([...this.circuits.values()].map((circuit) => circuit.flush()));
+    const subscriber = this.subscriber;
+    if (!subscriber?.isOpen) return;
+    this.subscribed = false;
+    await subscriber.disconnect().catch(() => undefined);
+  }
+
+  private async listen(breaker: string): Promise<void> {
+    await this.subscriber!.subscribe(circuitChannel(breaker), (message) => this.hear(breaker, message));
+  }
+
+  private hear(breaker: string, message: string): void {
+    let state: FleetState;
+    try {
+      state = parseFleetState(message);
+    } catch (error) {
+      this.logger.warn(`Ignored a message on circuit "${breaker}"'s channel: ${reason(error)}`);
+      return;
+    }
+    this.circuits.get(breaker)?.hear(state);
+  }
+
+  /** Leaves the fleet's circuits while Redis is unavailable, joins them again when it is back. */
+  private maintain(): void {
+    if (this.closing) return;
+    const connected = this.connected;
+    for (const circuit of this.circuits.values()) {
+      // The connection logs the outage's cause; the circuit says what it does about it.
+      if (!connected) circuit.leave(this.redis.isReady ? 'not subscribed to its changes' : 'Redis is unavailable');
+      else void circuit.join();
+    }
+  }
+
+  private leaveAll(why: string): void {
+    if (this.closing) return;
+    for (const circuit of this.circuits.values()) circuit.leave(why);
+  }
+
+  /** Empty: the scripts read Redis' clock. A test that drives time passes its own. */
+  private clockArgument(): string {
+    return this.clock === Date.now ? '' : String(this.clock());
+  }
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
