@@ -42,9 +42,22 @@ export class CircuitBreakerMetrics implements OnModuleInit, OnApplicationShutdow
         for (const breaker of breakers.getAll()) this.set({ breaker: breaker.name }, STATE_VALUES[breaker.state]);
       },
     });
+    new Gauge({
+      name: 'assistant_circuit_breaker_scope',
+      help: 'Whose circuit a breaker follows: 1 on scope="fleet" while shared by the replicas through Redis, 1 on scope="replica" while its own',
+      labelNames: ['breaker', 'scope'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const { name, scope } of breakers.getAll()) {
+          this.set({ breaker: name, scope: 'fleet' }, scope === 'fleet' ? 1 : 0);
+          this.set({ breaker: name, scope: 'replica' }, scope === 'replica' ? 1 : 0);
+        }
+      },
+    });
     this.events = new Counter({
       name: 'assistant_circuit_breaker_events_total',
-      help: 'Circuit breaker events: call outcomes (success, failure incl. timeouts, timeout), calls refused while open (reject) or with the bulkhead full (overloaded), and transitions (open, close, half_open)',
+      help: 'Circuit breaker events: call outcomes (success, failure incl. timeouts, timeout), calls refused while open (reject) or with the bulkhead full (overloaded), and transitions this replica made (open, close, half_open; one another replica of the fleet made is not counted here)',
       labelNames: ['breaker', 'event'],
       registers: [registry],
     });
