@@ -43,6 +43,8 @@ beforeAll(async () => {
 beforeEach(async () => {
   upstream.reset();
   if (!redisRunning) await startRedis();
+  // The fleet's circuit lives in Redis: one test's outage (a circuit left open) is not the next one's.
+  await redis.flushAll();
   output?.clear();
 });
 

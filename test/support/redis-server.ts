@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createClient } from 'redis';
 
 /** A throwaway redis-server from PATH on a free loopback port, no persistence; can be killed and restarted. */
 export class RedisTestServer {
@@ -31,6 +32,17 @@ export class RedisTestServer {
       });
       child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${output}`)));
     });
+  }
+
+  /** Empties every database: what the fleet shares (answers, the circuit, rate limits) starts afresh. */
+  async flushAll(): Promise<void> {
+    const client = createClient({ url: this.url });
+    await client.connect();
+    try {
+      await client.flushAll();
+    } finally {
+      await client.quit();
+    }
   }
 
   /** SIGKILL: the connection drops the way it does when Redis crashes. */

@@ -1,0 +1,399 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import fc from 'fast-check';
+import { createClient } from 'redis';
+import { RedisConnection } from '../src/cache/redis-connection.js';
+import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
+import { CIRCUIT_KEY_PREFIX, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
+import type { FleetCircuit } from '../src/circuit-breaker/fleet/fleet-circuit.js';
+import { SharedCircuitStore } from '../src/circuit-breaker/fleet/shared-circuit-store.js';
+import type { cacheConfig } from '../src/config/cache.config.js';
+import { TEST_BREAKER_CONFIG } from './support/breaker-config.js';
+import { propertyRunParameters } from './support/fast-check-replay.js';
+import { RedisTestServer } from './support/redis-server.js';
+
+// The fleet's circuit (src/circuit-breaker/fleet/) against a real redis-server: three replicas, each its own
+// RedisConnection, SharedCircuitStore and FleetCircuit, as three processes would have. Time is a shared test clock
+// handed to the store (the scripts then take it instead of Redis' TIME), so periods pass without waiting.
+//
+// Replay a model failure with the seed and path fast-check prints: FC_SEED=<seed> FC_PATH=<path> npm run test:e2e
+
+const START = new Date('2030-01-01T00:00:00.000Z').getTime();
+const BREAKER = 'model';
+const TIMEOUT_MS = 1000;
+/** The store's lease: the call's time-out + 1 s. */
+const LEASE_MS = TIMEOUT_MS + 1000;
+
+interface Replica {
+  redis: RedisConnection;
+  store: SharedCircuitStore;
+  circuit: FleetCircuit;
+  transitions: Array<{ from: CircuitState; to: CircuitState; observed: boolean }>;
+  close(): Promise<void>;
+}
+
+const clock = { now: START };
+
+async function startReplica(url: string, policy: CircuitPolicy, tickClock = true): Promise<Replica> {
+  const redis = new RedisConnection({ redisUrl: url } as ConfigType<typeof cacheConfig>);
+  const config = { ...TEST_BREAKER_CONFIG, timeoutMs: TIMEOUT_MS, shared: true };
+  const store = new SharedCircuitStore(config, redis, tickClock ? () => clock.now : undefined);
+  const transitions: Replica['transitions'] = [];
+  const circuit = store.circuit(
+    BREAKER,
+    policy,
+    (from, to, _next, observed) => transitions.push({ from, to, observed: observed ?? false }),
+    () => 0.5,
+  );
+  await redis.onModuleInit();
+  await store.onModuleInit();
+  await store.onApplicationBootstrap();
+  return {
+    redis,
+    store,
+    circuit,
+    transitions,
+    close: async () => {
+      circuit.shutdown(clock.now);
+      await store.onApplicationShutdown();
+      await redis.onApplicationShutdown();
+    },
+  };
+}
+
+/** Polls `check` (every 5 ms) until it holds, or `ms` passed. */
+async function eventually(check: () => boolean, ms = 2000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return true;
+}
+
+const policyArbitrary: fc.Arbitrary<CircuitPolicy> = fc.record({
+  enabled: fc.constant(true),
+  failureThreshold: fc.integer({ min: 1, max: 4 }),
+  resetTimeoutMs: fc.constantFrom(1000, 2000),
+  maxOpenMs: fc.constantFrom(3000, 300_000),
+  resetBackoff: fc.constantFrom(1, 2),
+});
+
+type Ending = 'success' | 'failure' | 'rejected' | 'abandoned' | 'fatal' | 'hint';
+
+interface ModelCall {
+  id: number;
+  replica: number;
+  generation: number;
+  trial: boolean;
+}
+
+/** One circuit for the fleet, as the contract describes it, with the trial's lease; the clock is passed in. */
+class ReferenceFleetCircuit {
+  state: CircuitState = 'closed';
+  failures = 0;
+  calls: ModelCall[] = [];
+  private generation = 0;
+  private openUntil = 0;
+  private failedTrials = 0;
+  private lease?: { id: number; until: number };
+
+  constructor(private readonly policy: CircuitPolicy) {}
+
+  observe(now: number): CircuitState {
+    if (this.state === 'open' && now >= this.openUntil) this.changeTo('half_open');
+    return this.state;
+  }
+
+  start(id: number, replica: number, now: number): 'run' | 'trial' | 'refused' {
+    const state = this.observe(now);
+    if (state === 'open') return 'refused';
+    if (state === 'half_open') {
+      // One trial in the whole fleet until its lease runs out.
+      if (this.lease && now < this.lease.until) return 'refused';
+      this.lease = { id, until: now + LEASE_MS };
+    }
+    this.calls.push({ id, replica, generation: this.generation, trial: state === 'half_open' });
+    return state === 'half_open' ? 'trial' : 'run';
+  }
+
+  end(id: number, ending: Ending, holdMs: number, now: number): void {
+    const call = this.calls.find((c) => c.id === id)!;
+    this.calls = this.calls.filter((c) => c.id !== id);
+    this.observe(now);
+    if (call.generation !== this.generation) return;
+    const failure = ending === 'failure' || ending === 'fatal' || ending === 'hint';
+    const hold = ending === 'hint' ? holdMs : undefined;
+    if (call.trial) {
+      if (this.lease?.id !== id) return;
+      this.lease = undefined;
+      if (ending === 'abandoned') return;
+      if (failure) {
+        this.failures++;
+        this.failedTrials++;
+        this.open(now, this.backedOff(), hold);
+      } else {
+        this.failures = 0;
+        this.failedTrials = 0;
+        this.changeTo('closed');
+      }
+      return;
+    }
+    if (ending === 'success') this.failures = 0;
+    if (!failure) return;
+    this.failures++;
+    if (ending === 'fatal' || hold !== undefined || this.failures >= this.policy.failureThreshold)
+      this.open(now, this.policy.resetTimeoutMs, hold);
+  }
+
+  /** The jitter is fixed at its middle (random 0.5): exact below the cap, -5 % at it. */
+  private backedOff(): number {
+    const { resetTimeoutMs, resetBackoff, maxOpenMs } = this.policy;
+    if (resetBackoff === 1) return resetTimeoutMs;
+    const grown = resetTimeoutMs * resetBackoff ** this.failedTrials;
+    return grown >= maxOpenMs ? maxOpenMs * 0.95 : grown;
+  }
+
+  private open(now: number, periodMs: number, holdMs = 0): void {
+    this.openUntil = now + Math.floor(Math.min(this.policy.maxOpenMs, Math.max(periodMs, holdMs)));
+    this.lease = undefined;
+    this.changeTo('open');
+  }
+
+  private changeTo(state: CircuitState): void {
+    this.state = state;
+    this.generation++;
+  }
+}
+
+type Step = { t: 'start'; replica: number } | { t: 'end'; pick: number; ending: Ending; holdSeconds: number } | { t: 'tick'; ms: number };
+
+const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ t: fc.constant('start' as const), replica: fc.integer({ min: 0, max: 2 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      t: fc.constant('end' as const),
+      pick: fc.nat(),
+      ending: fc.constantFrom<Ending>('success', 'failure', 'failure', 'rejected', 'abandoned', 'fatal', 'hint'),
+      holdSeconds: fc.integer({ min: 1, max: 5 }),
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 3000 }) }) },
+);
+
+function outcomeOf(ending: Ending, holdSeconds: number) {
+  const cause = { kind: 'http', status: 500, at: clock.now };
+  switch (ending) {
+    case 'success':
+      return { kind: 'success' } as const;
+    case 'rejected':
+      return { kind: 'rejected' } as const;
+    case 'abandoned':
+      return { kind: 'abandoned' } as const;
+    case 'fatal':
+      return { kind: 'failure', cause, opensAtOnce: true } as const;
+    case 'hint':
+      return { kind: 'failure', cause, holdOpenMs: holdSeconds * 1000 } as const;
+    default:
+      return { kind: 'failure', cause } as const;
+  }
+}
+
+describe('The fleet circuit on a real Redis', () => {
+  let redisServer: RedisTestServer;
+  let admin: ReturnType<typeof createClient>;
+
+  beforeAll(async () => {
+    redisServer = await RedisTestServer.start();
+    admin = createClient({ url: redisServer.url });
+    // One test kills Redis: this client reconnects like the replicas do.
+    admin.on('error', () => undefined);
+    await admin.connect();
+  });
+
+  afterAll(async () => {
+    await admin.disconnect().catch(() => undefined);
+    await redisServer.stop();
+  });
+
+  beforeEach(async () => {
+    clock.now = START;
+    await admin.flushAll();
+    jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+    jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  });
+
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  it('agrees with a reference model of one circuit for the fleet, whichever replica admits and settles each call', async () => {
+    await fc.assert(
+      fc.asyncProperty(policyArbitrary, fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }), async (policy, steps) => {
+        clock.now = START;
+        await admin.flushAll();
+        const replicas = await Promise.all([0, 1, 2].map(() => startReplica(redisServer.url, policy)));
+        const model = new ReferenceFleetCircuit(policy);
+        const tickets = new Map<number, { replica: number; ticket: Ticket }>();
+        let nextId = 0;
+        const agreed = () =>
+          replicas.every((r) => r.circuit.state(clock.now) === model.observe(clock.now) && r.circuit.failures === model.failures);
+        try {
+          for (const [i, step] of steps.entries()) {
+            const where = `step ${i}: ${JSON.stringify(step)}`;
+            if (step.t === 'start') {
+              const id = nextId++;
+              const ticket = await replicas[step.replica].circuit.admit(clock.now);
+              const admission = ticket === undefined ? 'refused' : ticket.trial ? 'trial' : 'run';
+              expect({ where, admission }).toEqual({ where, admission: model.start(id, step.replica, clock.now) });
+              if (ticket) tickets.set(id, { replica: step.replica, ticket });
+            } else if (step.t === 'end') {
+              const call = model.calls.length === 0 ? undefined : model.calls[step.pick % model.calls.length];
+              if (call) {
+                const { replica, ticket } = tickets.get(call.id)!;
+                await replicas[replica].circuit.settle(ticket, outcomeOf(step.ending, step.holdSeconds), clock.now);
+                model.end(call.id, step.ending, step.holdSeconds * 1000, clock.now);
+                tickets.delete(call.id);
+              }
+            } else {
+              clock.now += step.ms;
+            }
+            // Every outcome told is recorded (a success is told without waiting for it), then each replica hears
+            // the change: the settling one from the script's reply, the others on the channel.
+            await Promise.all(replicas.map((r) => r.circuit.flush()));
+            await eventually(agreed);
+            const seen = replicas.map((r) => ({ state: r.circuit.state(clock.now), failures: r.circuit.failures, scope: r.circuit.scope }));
+            const expected = { state: model.observe(clock.now), failures: model.failures, scope: 'fleet' };
+            expect({ where, seen }).toEqual({ where, seen: [expected, expected, expected] });
+          }
+        } finally {
+          await Promise.all(replicas.map((r) => r.close()));
+        }
+      }),
+      propertyRunParameters(60),
+    );
+  }, 120_000);
+
+  it('counts failures from every replica as one run, and the opening reaches every replica; each transition is logged as made by one replica only', async () => {
+    const policy = { enabled: true, failureThreshold: 6, resetTimeoutMs: 2000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const replicas = await Promise.all([0, 1, 2].map(() => startReplica(redisServer.url, policy)));
+    try {
+      // 6 calls admitted at once, 2 on each replica, all failing together: one run of 6, not 2 on each.
+      const tickets = await Promise.all(
+        replicas.flatMap((r) => [r.circuit.admit(clock.now), r.circuit.admit(clock.now)].map(async (t) => t)),
+      );
+      await Promise.all(
+        tickets.map(async (ticket, i) => replicas[Math.floor(i / 2)].circuit.settle(ticket!, outcomeOf('failure', 0), clock.now)),
+      );
+      expect(await eventually(() => replicas.every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
+      expect(replicas.map((r) => r.circuit.failures)).toEqual([6, 6, 6]);
+      const made = replicas.flatMap((r) => r.transitions.filter((t) => !t.observed));
+      const observed = replicas.flatMap((r) => r.transitions.filter((t) => t.observed));
+      expect(made).toEqual([{ from: 'closed', to: 'open', observed: false }]);
+      expect(observed).toHaveLength(2);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+    }
+  });
+
+  it('grants the half-open trial to exactly one of many replicas asking at once, and frees it when its lease runs out', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const replicas = await Promise.all([0, 1, 2, 3, 4].map(() => startReplica(redisServer.url, policy)));
+    try {
+      const ticket = await replicas[0].circuit.admit(clock.now);
+      await replicas[0].circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => replicas.every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
+      clock.now += 1000;
+      const asked = await Promise.all(replicas.map(async (r) => r.circuit.admit(clock.now)));
+      expect(asked.filter((t) => t?.trial)).toHaveLength(1);
+      expect(asked.filter((t) => t === undefined)).toHaveLength(4);
+      // The trial's holder dies: once its lease expires (time-out + 1 s) another replica may try.
+      await eventually(() => false, 50);
+      expect(await Promise.all(replicas.map(async (r) => r.circuit.admit(clock.now + LEASE_MS - 1)))).toEqual([
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+      ]);
+      clock.now += LEASE_MS;
+      const again = await Promise.all(replicas.map(async (r) => r.circuit.admit(clock.now)));
+      expect(again.filter((t) => t?.trial)).toHaveLength(1);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+    }
+  });
+
+  it('makes a replica that starts while the circuit is open refuse from its first call, with no trial of its own', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const first = await startReplica(redisServer.url, policy);
+    const ticket = await first.circuit.admit(clock.now);
+    await first.circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
+    expect(await eventually(() => first.circuit.state(clock.now) === 'open')).toBe(true);
+    const late = await startReplica(redisServer.url, policy);
+    try {
+      expect(late.circuit.scope).toBe('fleet');
+      expect(late.circuit.admit(clock.now)).toBeUndefined();
+      expect(late.circuit.openWindow(clock.now)?.nextAttemptAt).toBe(START + 5000);
+    } finally {
+      await Promise.all([first.close(), late.close()]);
+    }
+  });
+
+  it('keeps its keys under the prefix, with a TTL, and reads the time from Redis when no clock is given', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const replica = await startReplica(redisServer.url, policy, false);
+    try {
+      const ticket = await replica.circuit.admit(Date.now());
+      await replica.circuit.settle(ticket!, outcomeOf('failure', 0), Date.now());
+      expect(await eventually(() => replica.circuit.state(Date.now()) === 'open')).toBe(true);
+      expect(await admin.keys(`${CIRCUIT_KEY_PREFIX}*`)).toEqual([circuitKey(BREAKER)]);
+      const ttl = await admin.pTTL(circuitKey(BREAKER));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(86_400_000);
+      const [seconds] = await admin.time().then((t) => [t.getTime()]);
+      const openedAt = Number(await admin.hGet(circuitKey(BREAKER), 'openedAt'));
+      expect(Math.abs(openedAt - seconds)).toBeLessThan(5000);
+      expect(replica.circuit.openWindow(Date.now())!.nextAttemptAt - Date.now()).toBeGreaterThan(25_000);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  it('without Redis each replica carries on with its own circuit from the last shared state, and rejoins when Redis is back', async () => {
+    const policy = { enabled: true, failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const replicas = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    try {
+      const [a, b] = replicas;
+      const ticket = await a.circuit.admit(clock.now);
+      await a.circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
+      const other = await a.circuit.admit(clock.now);
+      await a.circuit.settle(other!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+
+      await redisServer.kill();
+      expect(await eventually(() => replicas.every((r) => r.circuit.scope === 'replica'), 5000)).toBe(true);
+      // Seeded open: still refusing, and each replica's own trial once the period is over.
+      expect(replicas.map((r) => r.circuit.admit(clock.now))).toEqual([undefined, undefined]);
+      clock.now += 1000;
+      const trials = await Promise.all(replicas.map(async (r) => r.circuit.admit(clock.now)));
+      expect(trials.map((t) => t?.trial)).toEqual([true, true]);
+      // b's trial fails: b's own circuit re-opens; a's succeeds: a's closes.
+      await b.circuit.settle(trials[1]!, outcomeOf('failure', 0), clock.now);
+      await a.circuit.settle(trials[0]!, outcomeOf('success', 0), clock.now);
+      expect(replicas.map((r) => r.circuit.state(clock.now))).toEqual(['closed', 'open']);
+
+      // Redis is back, empty: b's open circuit re-opens the fleet's, which both follow: one trial for both again.
+      await redisServer.restart();
+      expect(await eventually(() => replicas.every((r) => r.circuit.scope === 'fleet'), 8000)).toBe(true);
+      expect(await eventually(() => replicas.every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
+      clock.now += 1000;
+      const asked = await Promise.all(replicas.map(async (r) => r.circuit.admit(clock.now)));
+      expect(asked.filter((t) => t?.trial)).toHaveLength(1);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+    }
+  }, 30_000);
+});
