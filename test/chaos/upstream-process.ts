@@ -47,6 +47,11 @@ export class UpstreamProcess {
     return (await this.stats()).calls;
   }
 
+  /** When the chat calls arrived at or after `since` (epoch ms, this machine's clock), oldest first. */
+  async callTimes(since: number): Promise<number[]> {
+    return ((await (await fetch(`${this.url}/__admin/call-times?since=${since}`)).json()) as { times: number[] }).times;
+  }
+
   /** Resolves once no request is left unanswered upstream (a hung one leaves only when its connection closes). */
   async waitForInFlight(n: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -275,6 +275,20 @@ describe('admin interface and lifecycle', () => {
     expect(await stats()).toMatchObject({ calls: 0, fault: { kind: 'ok' } });
   });
 
+  test('GET /__admin/call-times?since= lists when the chat calls at or after that time arrived, until a reset', async () => {
+    const before = Date.now();
+    await statusesOf(2);
+    const after = Date.now();
+    const { times } = (await (await fetch(`${upstream.url}/__admin/call-times?since=${before}`)).json()) as { times: number[] };
+    expect(times).toHaveLength(2);
+    expect(times[0]).toBeGreaterThanOrEqual(before);
+    expect(times[1]).toBeGreaterThanOrEqual(times[0] ?? Number.NaN);
+    expect(times[1]).toBeLessThanOrEqual(after);
+    expect(upstream.callTimesSince(after + 1)).toEqual([]);
+    await fetch(`${upstream.url}/__admin/reset`, { method: 'POST' });
+    expect(upstream.callTimesSince()).toEqual([]);
+  });
+
   test.each([
     '{"kind":"meltdown"}',
     '{"kind":"flapping"}',

@@ -196,6 +196,8 @@ const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
 
 const CHAT_PATH = '/v1/chat/completions';
 const OK: Fault = { kind: 'ok' };
+/** Arrival times kept for callTimesSince: enough for any scenario's window, bounded under a long load. */
+const CALL_TIMES_KEPT = 10_000;
 const FINGERPRINT = '3.3.6-sha-fake';
 const DEFAULT_AFTER_TOKENS = 2;
 const SLOW_TOKEN_INTERVAL_MS = 250;
@@ -225,6 +227,8 @@ export class FakeHfUpstream {
   tokensWritten = 0;
   /** The stream begun last; its record keeps changing while it runs. */
   lastStream: StreamRecord | null = null;
+  /** When each chat call arrived (epoch ms), oldest first: the last CALL_TIMES_KEPT since reset(). */
+  private readonly callTimes: number[] = [];
   private fault: Fault = OK;
   private callsSinceFault = 0;
   /** Bumped by reset(): a stream begun before it no longer adds to the counters. */
@@ -278,9 +282,15 @@ export class FakeHfUpstream {
     this.peakInFlight = this.inFlight;
   }
 
+  /** When the chat calls arrived at or after `since` (epoch ms), oldest first: when a circuit let its calls through. */
+  callTimesSince(since = 0): number[] {
+    return this.callTimes.filter((time) => time >= since);
+  }
+
   reset(): void {
     this.setFault(OK);
     this.calls = 0;
+    this.callTimes.length = 0;
     this.lastRequest = undefined;
     this.streams = 0;
     this.streamsAbortedByClient = 0;
@@ -397,6 +407,8 @@ export class FakeHfUpstream {
         return sendJson(res, 200, INFO);
       case 'GET /__admin/stats':
         return sendJson(res, 200, this.stats);
+      case 'GET /__admin/call-times':
+        return sendJson(res, 200, { times: this.callTimesSince(Number(new URL(req.url ?? '', this.url).searchParams.get('since') ?? 0)) });
       case 'PUT /__admin/fault':
         return this.putFault(res, raw);
       case 'POST /__admin/reset':
@@ -416,6 +428,7 @@ export class FakeHfUpstream {
 
   private async answerChat(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
     this.calls += 1;
+    if (this.callTimes.push(Date.now()) > CALL_TIMES_KEPT) this.callTimes.shift();
     this.callsSinceFault += 1;
     const body = parseJson(raw);
     this.lastRequest = { headers: req.headers, body };
