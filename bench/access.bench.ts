@@ -111,7 +111,7 @@ function clockTicks(): number {
  * The CPU time a process has used so far (Linux /proc; NaN elsewhere). Unlike req/s it hardly moves when other work
  * takes the app's CPU away for a while: the cross-check of a ratio measured on a busy machine.
  */
-function cpuSeconds(pid: number | undefined): number {
+export function cpuSeconds(pid: number | undefined): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -126,7 +126,7 @@ function cpuSeconds(pid: number | undefined): number {
  * both for an app started before the harness pinned itself and CPU 1 (the load generator's) for every later one. Two
  * apps of one configuration then differ by ~10 %; with every thread on CPU 0 they do not.
  */
-function pinEveryThread(pinning: string, app: AppProcess): string {
+export function pinEveryThread(pinning: string, app: AppProcess): string {
   if (!pinning.startsWith('app on CPU 0')) return pinning;
   try {
     execFileSync('taskset', ['-a', '-cp', '0', String(app.process.pid)], { stdio: 'ignore' });
