@@ -272,7 +272,7 @@ describe('The fleet circuit on a real Redis', () => {
           await Promise.all(replicas.map((r) => r.close()));
         }
       }),
-      propertyRunParameters(60),
+      propertyRunParameters(200),
     );
   }, 120_000);
 
@@ -361,6 +361,25 @@ describe('The fleet circuit on a real Redis', () => {
       await replica.close();
     }
   });
+
+  it("has a replica that started without Redis, and opened its own circuit, open the fleet's when Redis comes", async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const early = await startReplica(redisServer.url, policy);
+    await redisServer.kill();
+    const late = await startReplica(redisServer.url, policy);
+    try {
+      expect(late.circuit.scope).toBe('replica');
+      const ticket = await late.circuit.admit(clock.now);
+      await late.circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
+      expect(late.circuit.state(clock.now)).toBe('open');
+      await redisServer.restart();
+      const shared = () => [early, late].every((r) => r.circuit.scope === 'fleet' && r.circuit.state(clock.now) === 'open');
+      expect(await eventually(shared, 8000)).toBe(true);
+      expect(early.circuit.openWindow(clock.now)?.nextAttemptAt).toBe(START + 5000);
+    } finally {
+      await Promise.all([early.close(), late.close()]);
+    }
+  }, 30_000);
 
   it('without Redis each replica carries on with its own circuit from the last shared state, and rejoins when Redis is back', async () => {
     const policy = { enabled: true, failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };

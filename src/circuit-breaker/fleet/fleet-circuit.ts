@@ -190,7 +190,8 @@ export class FleetCircuit implements Circuit {
     this.heard = undefined;
     const now = this.link.localNow();
     const ownState = this.local.state(now);
-    const ownOpen = this.everJoined && ownState !== 'closed';
+    // Also on a first join: a replica that started while Redis was down may have opened its own circuit since.
+    const ownOpen = ownState !== 'closed';
     const ownLeft = Math.max(0, (this.local.openWindow(now)?.nextAttemptAt ?? now) - now);
     try {
       const state = await this.ask(CIRCUIT_SCRIPTS.join, [ownOpen ? '1' : '0', String(Math.round(ownLeft)), String(this.policy.maxOpenMs)]);
