@@ -2,7 +2,6 @@ import { ThrottlerStorageService } from '@nestjs/throttler';
 import { SlidingWindowCounter } from '../src/rate-limit/sliding-window.js';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Result } from 'autocannon';
 import { createClient } from 'redis';
 import { ApiKeys } from '../src/access/api-keys.js';
 import { RATE_LIMIT_KEY_PREFIX } from '../src/rate-limit/fleet-throttler.storage.js';
@@ -11,6 +10,7 @@ import { startAppProcess, type AppProcess } from '../test/support/app-process.js
 import { pinCpus } from '../test/support/cpu-affinity.js';
 import { RedisTestServer } from '../test/support/redis-server.js';
 import { appEnv, CONNECTIONS, KNOWN_QUESTION, measure, type Load } from './http.bench.js';
+import { alternateInPairs, type Pair, type RunSample } from './paired-rounds.js';
 import { fixed, markdownTable, median } from './stats.js';
 
 // What the API key guard and the rate limiter cost on the cache-hit path, as a ratio to the same path without them.
@@ -229,11 +229,6 @@ class Samples {
   errors = 0;
 }
 
-interface Sample {
-  result: Result;
-  cpuUsPerRequest: number;
-}
-
 const KEY_CHECKS = 100_000;
 
 /** The key check alone, as the guard runs it per request: median of 5 × 100 000. */
@@ -271,13 +266,13 @@ export async function runAccessBench(): Promise<AccessBenchResult> {
     // Every compared configuration has a baseline app of its own, so both apps of a pair run exactly as often: an app
     // left idle longer between its runs (V8 shrinks an idle heap) would otherwise start each run at a disadvantage.
     const byName = new Map(CONFIGURATIONS.map((c) => [c.name, c]));
-    const pairs: Array<{ baseline: Configuration; baselineApp: AppProcess; compared: Configuration; comparedApp: AppProcess }> = [];
+    const pairs: Array<Pair<Configuration, AppProcess>> = [];
     for (const compared of CONFIGURATIONS.filter((c) => c.baseline !== undefined)) {
       const baseline = byName.get(compared.baseline!)!;
       pairs.push({ baseline, baselineApp: await start(baseline), compared, comparedApp: await start(compared) });
     }
     const samples = new Map(CONFIGURATIONS.map((c) => [c.name, new Samples()]));
-    const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<Sample> => {
+    const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<RunSample> => {
       const load: Load = {
         method: 'POST',
         path: '/assistant/query',
@@ -297,25 +292,16 @@ export async function runAccessBench(): Promise<AccessBenchResult> {
       sample.errors += result.errors + result.timeouts;
       return { result, cpuUsPerRequest };
     };
-    for (const pair of pairs) {
-      await run(pair.baseline, pair.baselineApp, WARMUP_SECONDS, true);
-      await run(pair.compared, pair.comparedApp, WARMUP_SECONDS, true);
-    }
-
-    // Each configuration right next to its baseline (which runs first alternating, the pairs' order rotating), so the
-    // ratio compares two runs a few seconds apart: other work on the machine comes and goes in bursts longer than that.
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let p = 0; p < pairs.length; p++) {
-        const { baseline, baselineApp, compared, comparedApp } = pairs[(p + round) % pairs.length];
-        const baselineFirst = round % 2 === 0;
-        const first = baselineFirst ? await run(baseline, baselineApp, ROUND_SECONDS) : await run(compared, comparedApp, ROUND_SECONDS);
-        const second = baselineFirst ? await run(compared, comparedApp, ROUND_SECONDS) : await run(baseline, baselineApp, ROUND_SECONDS);
-        const [base, measured] = baselineFirst ? [first, second] : [second, first];
+    await alternateInPairs(
+      pairs,
+      { rounds: ROUNDS, roundSeconds: ROUND_SECONDS, warmUpSeconds: WARMUP_SECONDS },
+      run,
+      (compared, ratio, cpuRatio) => {
         const sample = samples.get(compared.name)!;
-        sample.ratios.push(measured.result.requests.average / base.result.requests.average);
-        sample.cpuRatios.push(base.cpuUsPerRequest / measured.cpuUsPerRequest);
-      }
-    }
+        sample.ratios.push(ratio);
+        sample.cpuRatios.push(cpuRatio);
+      },
+    );
 
     const scenarios: AccessScenarioResult[] = [];
     for (const configuration of CONFIGURATIONS) {

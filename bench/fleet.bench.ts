@@ -1,11 +1,11 @@
 import { createConnection } from 'node:net';
-import type { Result } from 'autocannon';
 import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
 import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
 import { pinCpus } from '../test/support/cpu-affinity.js';
 import { RedisTestServer } from '../test/support/redis-server.js';
 import { cpuSeconds, pinEveryThread } from './access.bench.js';
 import { appEnv, CONNECTIONS, KNOWN_QUESTION, measure, type Load } from './http.bench.js';
+import { alternateInPairs, type Pair, type RunSample } from './paired-rounds.js';
 import { fixed, markdownTable, median } from './stats.js';
 
 // What sharing the circuit through Redis (CIRCUIT_BREAKER_SHARED=true) costs a healthy model call, as a ratio to the
@@ -114,11 +114,6 @@ class Samples {
   readonly cpuRatios: number[] = [];
   non2xx = 0;
   errors = 0;
-}
-
-interface Sample {
-  result: Result;
-  cpuUsPerRequest: number;
 }
 
 async function ask(app: AppProcess, query: string): Promise<Record<string, unknown>> {
@@ -243,7 +238,7 @@ export async function runFleetBench(): Promise<FleetBenchResult> {
   try {
     // Every compared configuration has a baseline app of its own, so both apps of a pair run exactly as often.
     const byName = new Map(CONFIGURATIONS.map((c) => [c.name, c]));
-    const pairs: Array<{ baseline: Configuration; baselineApp: AppProcess; compared: Configuration; comparedApp: AppProcess }> = [];
+    const pairs: Array<Pair<Configuration, AppProcess>> = [];
     for (const compared of CONFIGURATIONS.filter((c) => c.baseline !== undefined)) {
       const baseline = byName.get(compared.baseline!)!;
       pairs.push({ baseline, baselineApp: await start(baseline), compared, comparedApp: await start(compared) });
@@ -252,7 +247,7 @@ export async function runFleetBench(): Promise<FleetBenchResult> {
     // Each run asks its own questions (a run number in each, then the request's), so no answer is ever in the cache:
     // not from an earlier run of the same app, nor from another app through the Redis they share.
     let runs = 0;
-    const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<Sample> => {
+    const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<RunSample> => {
       const load: Load = {
         method: 'POST',
         path: '/assistant/query',
@@ -277,24 +272,16 @@ export async function runFleetBench(): Promise<FleetBenchResult> {
       sample.errors += result.errors + result.timeouts;
       return { result, cpuUsPerRequest };
     };
-    for (const pair of pairs) {
-      await run(pair.baseline, pair.baselineApp, WARMUP_SECONDS, true);
-      await run(pair.compared, pair.comparedApp, WARMUP_SECONDS, true);
-    }
-
-    // Each configuration right next to its baseline (which runs first alternating, the pairs' order rotating).
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let p = 0; p < pairs.length; p++) {
-        const { baseline, baselineApp, compared, comparedApp } = pairs[(p + round) % pairs.length];
-        const baselineFirst = round % 2 === 0;
-        const first = baselineFirst ? await run(baseline, baselineApp, ROUND_SECONDS) : await run(compared, comparedApp, ROUND_SECONDS);
-        const second = baselineFirst ? await run(compared, comparedApp, ROUND_SECONDS) : await run(baseline, baselineApp, ROUND_SECONDS);
-        const [base, measured] = baselineFirst ? [first, second] : [second, first];
+    await alternateInPairs(
+      pairs,
+      { rounds: ROUNDS, roundSeconds: ROUND_SECONDS, warmUpSeconds: WARMUP_SECONDS },
+      run,
+      (compared, ratio, cpuRatio) => {
         const sample = samples.get(compared.name)!;
-        sample.ratios.push(measured.result.requests.average / base.result.requests.average);
-        sample.cpuRatios.push(base.cpuUsPerRequest / measured.cpuUsPerRequest);
-      }
-    }
+        sample.ratios.push(ratio);
+        sample.cpuRatios.push(cpuRatio);
+      },
+    );
 
     const idle = await idleCommands(redis);
     const scenarios: FleetScenarioResult[] = [];
