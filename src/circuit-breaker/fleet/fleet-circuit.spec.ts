@@ -1,0 +1,221 @@
+import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import type { CallOutcome, CircuitPolicy, CircuitState } from '../circuit-state.js';
+import type { CircuitScript } from './circuit-scripts.js';
+import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
+import { type FleetState, parseFleetState } from './fleet-state.js';
+
+// FleetCircuit's own decisions, with the link to Redis played by a script: what it does when Redis fails or is slow,
+// what it follows, what it seeds its own circuit with. The scripts themselves run on a real Redis in
+// test/fleet-circuit.redis.e2e-spec.ts.
+
+const NOW = new Date('2030-01-01T00:00:00.000Z').getTime();
+const POLICY: CircuitPolicy & { leaseMs: number } = {
+  enabled: true,
+  failureThreshold: 2,
+  resetTimeoutMs: 10_000,
+  maxOpenMs: 300_000,
+  resetBackoff: 1,
+  leaseMs: 2000,
+};
+const FAILURE: CallOutcome = { kind: 'failure', cause: { kind: 'http', status: 500, at: NOW } };
+
+function fleetState(overrides: Partial<FleetState> = {}): FleetState {
+  return {
+    version: 1,
+    generation: 0,
+    phase: 'closed',
+    failures: 0,
+    failedTrials: 0,
+    openedAt: 0,
+    openUntil: 0,
+    leased: false,
+    leaseUntil: 0,
+    by: 'other',
+    now: NOW,
+    changed: false,
+    granted: false,
+    ...overrides,
+  };
+}
+
+/** A link whose next replies are given by the test: a state, undefined (nothing changed), or an error. */
+class ScriptedLink implements FleetLink {
+  readonly replicaId = 'me';
+  readonly calls: Array<{ script: string; args: readonly string[] }> = [];
+  private readonly replies: Array<FleetState | undefined | Error> = [];
+
+  localNow(): number {
+    return NOW;
+  }
+
+  reply(...replies: Array<FleetState | undefined | Error>): this {
+    this.replies.push(...replies);
+    return this;
+  }
+
+  run(script: CircuitScript, _breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+    this.calls.push({ script: script.name, args });
+    const reply = this.replies.shift();
+    return reply instanceof Error ? Promise.reject(reply) : Promise.resolve(reply);
+  }
+}
+
+async function joined(link: ScriptedLink, state = fleetState()): Promise<{ circuit: FleetCircuit; transitions: string[] }> {
+  const transitions: string[] = [];
+  const circuit = new FleetCircuit('model', POLICY, link, (from: CircuitState, to: CircuitState, _next, observed) => {
+    transitions.push(`${from}>${to}${observed ? ' (observed)' : ''}`);
+  });
+  link.reply(state);
+  expect(await circuit.join()).toBe(true);
+  return { circuit, transitions };
+}
+
+describe('FleetCircuit', () => {
+  beforeEach(() => {
+    for (const level of ['log', 'warn', 'debug'] as const) jest.spyOn(Logger.prototype, level).mockImplementation(() => undefined);
+  });
+
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
+
+  it('stays on its own circuit, closed and admitting, when Redis fails at the join', async () => {
+    const link = new ScriptedLink().reply(new Error('ECONNREFUSED'));
+    const circuit = new FleetCircuit('model', POLICY, link);
+    expect(await circuit.join()).toBe(false);
+    expect(circuit.scope).toBe('replica');
+    expect(circuit.admit(NOW)).toMatchObject({ trial: false });
+  });
+
+  it('leaves the fleet when a failure cannot be told, counting that failure nowhere, and serves from its own circuit seeded closed', async () => {
+    const link = new ScriptedLink();
+    const { circuit } = await joined(link, fleetState({ failures: 1 }));
+    const ticket = circuit.admit(NOW);
+    link.reply(new Error('the failure script failed: no answer within 500 ms'));
+    await circuit.settle(ticket as never, FAILURE, NOW);
+    expect(circuit.scope).toBe('replica');
+    // Seeded with the fleet's last count: one more failure of its own reaches the threshold of 2.
+    expect(circuit.failures).toBe(1);
+    const own = circuit.admit(NOW);
+    await circuit.settle(own as never, FAILURE, NOW);
+    expect(circuit.state(NOW)).toBe('open');
+  });
+
+  it('asks for the trial once per replica while the request is pending, and takes its own trial when Redis fails then', async () => {
+    const link = new ScriptedLink();
+    const { circuit } = await joined(link, fleetState({ phase: 'open', generation: 1, openedAt: NOW - 10_000, openUntil: NOW }));
+    let answer!: (state: FleetState) => void;
+    jest.spyOn(link, 'run').mockImplementationOnce(() => new Promise((resolve) => (answer = resolve)));
+    const asking = circuit.admit(NOW);
+    expect(asking).toBeInstanceOf(Promise);
+    // Meanwhile this replica's other requests are refused without asking again.
+    expect(circuit.admit(NOW)).toBeUndefined();
+    answer(
+      fleetState({
+        version: 2,
+        phase: 'half_open',
+        generation: 2,
+        leased: true,
+        leaseUntil: NOW + 2000,
+        by: 'me',
+        granted: true,
+        changed: true,
+      }),
+    );
+    expect(await asking).toMatchObject({ trial: true, generation: 2 });
+
+    link.reply(new Error('Redis is unavailable'));
+    await circuit.settle((await asking)!, { kind: 'success' }, NOW);
+    // Its trial's outcome could not be told: its own circuit takes over, seeded half-open, its trial still leased:
+    // its own trial waits for that lease to run out.
+    expect(circuit.scope).toBe('replica');
+    expect(circuit.admit(NOW)).toBeUndefined();
+    expect(circuit.admit(NOW + 2000)).toMatchObject({ trial: true });
+  });
+
+  it('falls back to its own circuit when asking for the trial fails, and takes the trial there', async () => {
+    const link = new ScriptedLink();
+    const { circuit } = await joined(link, fleetState({ phase: 'half_open', generation: 2 }));
+    link.reply(new Error('Redis is unavailable'));
+    expect(await circuit.admit(NOW)).toMatchObject({ trial: true });
+    expect(circuit.scope).toBe('replica');
+  });
+
+  it('refuses while the fleet is open and after shutdown, telling Redis nothing', async () => {
+    const link = new ScriptedLink();
+    const { circuit } = await joined(link, fleetState({ phase: 'open', generation: 1, openedAt: NOW, openUntil: NOW + 5000 }));
+    expect(circuit.admit(NOW + 4999)).toBeUndefined();
+    expect(circuit.openWindow(NOW)).toEqual({ openedAt: NOW, nextAttemptAt: NOW + 5000 });
+    expect(circuit.state(NOW + 5000)).toBe('half_open');
+    circuit.shutdown(NOW);
+    expect(circuit.admit(NOW + 6000)).toBeUndefined();
+    expect(await circuit.join()).toBe(false);
+    expect(link.calls.map((call) => call.script)).toEqual(['join']);
+  });
+
+  it('follows published changes newer than its own, logs those another replica made as observed, and keeps the newest heard while joining', async () => {
+    const link = new ScriptedLink();
+    const { circuit, transitions } = await joined(link, fleetState({ version: 5 }));
+    circuit.hear(fleetState({ version: 4, phase: 'open', openUntil: NOW + 1000 }));
+    expect(circuit.state(NOW)).toBe('closed');
+    circuit.hear(fleetState({ version: 6, generation: 1, phase: 'open', openedAt: NOW, openUntil: NOW + 1000, failures: 2 }));
+    expect(circuit.state(NOW)).toBe('open');
+    expect(circuit.failures).toBe(2);
+    expect(transitions).toEqual(['closed>open (observed)']);
+
+    // Joining again: a change published while the join's reply is on its way is followed after it, when newer.
+    circuit.leave('test');
+    let answer!: (state: FleetState) => void;
+    jest.spyOn(link, 'run').mockImplementationOnce(() => new Promise((resolve) => (answer = resolve)));
+    const joining = circuit.join();
+    circuit.hear(fleetState({ version: 9, generation: 3, phase: 'closed' }));
+    circuit.hear(fleetState({ version: 8, generation: 2, phase: 'half_open' }));
+    answer(fleetState({ version: 7, generation: 1, phase: 'open', openedAt: NOW, openUntil: NOW + 1000 }));
+    expect(await joining).toBe(true);
+    expect(circuit.state(NOW)).toBe('closed');
+  });
+
+  it("tells the fleet a success off the caller's path and a request-specific rejection not at all", async () => {
+    const link = new ScriptedLink();
+    const { circuit } = await joined(link);
+    const ticket = circuit.admit(NOW)!;
+    link.reply(undefined);
+    expect(circuit.settle(ticket as never, { kind: 'success' }, NOW)).toBeUndefined();
+    expect(circuit.settle(ticket as never, { kind: 'rejected' }, NOW)).toBeUndefined();
+    await circuit.flush();
+    expect(link.calls.map((call) => call.script)).toEqual(['join', 'success']);
+    expect(circuit.scope).toBe('fleet');
+  });
+});
+
+describe('parseFleetState', () => {
+  const encoded = '3|2|open|5|1|1000|2000|1|2500|me|http|503|900|1500|1|0';
+
+  it('decodes what the scripts return and publish', () => {
+    expect(parseFleetState(encoded)).toEqual({
+      version: 3,
+      generation: 2,
+      phase: 'open',
+      failures: 5,
+      failedTrials: 1,
+      openedAt: 1000,
+      openUntil: 2000,
+      leased: true,
+      leaseUntil: 2500,
+      by: 'me',
+      cause: { kind: 'http', status: 503, at: 900 },
+      now: 1500,
+      changed: true,
+      granted: false,
+    });
+    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me|timeout|0|900|1500|0|0').cause).toEqual({ kind: 'timeout', at: 900 });
+    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me||0|0|1500|0|0').cause).toBeUndefined();
+  });
+
+  it('refuses anything else', () => {
+    expect(() => parseFleetState(42)).toThrow('unexpected circuit reply: number');
+    expect(() => parseFleetState('1|2|3')).toThrow('unexpected circuit reply');
+    expect(() => parseFleetState(encoded.replace('open', 'ajar'))).toThrow('unexpected circuit reply');
+  });
+});
