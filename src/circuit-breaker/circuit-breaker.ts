@@ -10,7 +10,6 @@ import {
 import {
   type CallOutcome,
   type Circuit,
-  type CircuitPolicy,
   type CircuitScope,
   type CircuitState,
   CircuitStateMachine,
@@ -21,9 +20,14 @@ import {
 export type { CircuitScope, CircuitState } from './circuit-state.js';
 
 /** Builds a breaker's circuit: this replica's own by default, the fleet's when shared (fleet/shared-circuit-store.ts). */
-export type CircuitFactory = (breaker: string, policy: CircuitPolicy, onTransition: TransitionListener, random: () => number) => Circuit;
+export type CircuitFactory = (
+  breaker: string,
+  options: CircuitBreakerOptions,
+  onTransition: TransitionListener,
+  random: () => number,
+) => Circuit;
 
-const ownCircuit: CircuitFactory = (_breaker, policy, onTransition, random) => new CircuitStateMachine(policy, onTransition, random);
+const ownCircuit: CircuitFactory = (_breaker, options, onTransition, random) => new CircuitStateMachine(options, onTransition, random);
 
 export interface CircuitBreakerOptions {
   /** false: calls go straight through (no fast-fail); the time-out and the bulkhead still apply, stats are still kept. */
@@ -159,9 +163,22 @@ export class CircuitBreaker {
     if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
     const admitted = this.admit();
     if (admitted instanceof Promise) {
-      return admitted.then((ticket) => (ticket instanceof Error ? Promise.reject(ticket) : this.run(task, ticket, options)));
+      return admitted.then((ticket) =>
+        ticket instanceof Error ? Promise.reject(ticket) : (this.unlessGone(ticket, options.signal) ?? this.run(task, ticket, options)),
+      );
     }
     return admitted instanceof Error ? Promise.reject(admitted) : this.run(task, admitted, options);
+  }
+
+  /**
+   * A caller that left while its admission was being decided (the fleet asked for the trial): nothing runs, the
+   * ticket is given back (a trial is freed), nothing counts.
+   */
+  private unlessGone(ticket: Ticket, signal: AbortSignal | undefined): Promise<never> | undefined {
+    if (!signal?.aborted) return undefined;
+    this.bulkhead.release();
+    void this.machine.settle(ticket, { kind: 'abandoned' }, Date.now());
+    return Promise.reject(abortReason(signal));
   }
 
   /**
@@ -174,8 +191,10 @@ export class CircuitBreaker {
    */
   async fireStream<T>(task: StreamTask<T>, options: GuardedCallOptions = {}): Promise<GuardedStream<T>> {
     if (options.signal?.aborted) throw abortReason(options.signal);
-    const admitted = await this.admit();
+    const admission = this.admit();
+    const admitted = admission instanceof Promise ? await admission : admission;
     if (admitted instanceof Error) throw admitted;
+    if (admission instanceof Promise) await this.unlessGone(admitted, options.signal);
     const call = new GuardedStreamCall<T>(this.name, this.options, options.signal, (abort) => this.trackInFlight(abort));
     const finish = (outcome: CallOutcome): void => {
       call.end(outcome.kind === 'success');

@@ -12,7 +12,9 @@ export const circuitChannel = (breaker: string): string => `${CIRCUIT_KEY_PREFIX
  * Shared by every script: KEYS[1] the circuit's hash, KEYS[2] its channel; ARGV[1] the clock (empty: Redis' own,
  * `TIME`; a number only from tests that drive time), ARGV[2] the calling replica's id. A script loads the hash,
  * decides, and when it changed anything saves it (version + 1), publishes it and returns it: one encoding,
- * `|`-separated, for the reply and the message alike (see FleetState in fleet-state.ts).
+ * `|`-separated, for the reply and the message alike (see FleetState in fleet-state.ts). The hash's `epoch` is set
+ * when it is created: a hash that expired, was evicted or flushed starts a new epoch, whose versions and generations
+ * replicas take as they come instead of ignoring them as older than theirs.
  */
 const PRELUDE = `
 local key, channel = KEYS[1], KEYS[2]
@@ -22,24 +24,27 @@ if not now then
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 local by = ARGV[2]
-local FIELDS = {'ver', 'gen', 'phase', 'fail', 'trials', 'openedAt', 'openUntil', 'lease', 'leaseUntil', 'by', 'causeKind', 'causeStatus', 'causeAt'}
-local TEXT = {phase = true, lease = true, by = true, causeKind = true}
+local FIELDS = {'epoch', 'ver', 'gen', 'phase', 'fail', 'trials', 'openedAt', 'openUntil', 'lease', 'leaseUntil', 'by',
+  'causeKind', 'causeStatus', 'causeAt'}
+local TEXT = {epoch = true, phase = true, lease = true, by = true, causeKind = true}
 
-local s = {ver = 0, gen = 0, phase = 'closed', fail = 0, trials = 0, openedAt = 0, openUntil = 0, lease = '', leaseUntil = 0,
-  by = '', causeKind = '', causeStatus = 0, causeAt = 0}
+local s = {epoch = '', ver = 0, gen = 0, phase = 'closed', fail = 0, trials = 0, openedAt = 0, openUntil = 0, lease = '',
+  leaseUntil = 0, by = '', causeKind = '', causeStatus = 0, causeAt = 0}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do
-  if TEXT[raw[i]] then s[raw[i]] = raw[i + 1] else s[raw[i]] = tonumber(raw[i + 1]) end
+  -- A field that does not parse (written by hand) reads as its default rather than breaking every script.
+  if TEXT[raw[i]] then s[raw[i]] = raw[i + 1] elseif s[raw[i]] ~= nil then s[raw[i]] = tonumber(raw[i + 1]) or 0 end
 end
 
 local function encode(changed, granted)
   local leased = 0
   if s.lease ~= '' then leased = 1 end
   return table.concat({s.ver, s.gen, s.phase, s.fail, s.trials, s.openedAt, s.openUntil, leased, s.leaseUntil, s.by,
-    s.causeKind, s.causeStatus, s.causeAt, now, changed, granted}, '|')
+    s.causeKind, s.causeStatus, s.causeAt, now, changed, granted, s.epoch}, '|')
 end
 
 local function save()
+  if s.epoch == '' then s.epoch = now .. '-' .. by end
   s.ver = s.ver + 1
   s.by = by
   local args = {}
@@ -73,10 +78,11 @@ end
  * A call admitted while closed failed. ARGV: 3 the generation it started in, 4 the threshold, 5 the reset period
  * (ms), 6 the longest open period, 7 '1' when the failure hits every request alike, 8 the upstream's wait hint (ms,
  * or empty), 9-10 the cause's kind and status, 11 '1' when the breaker is enabled. An outcome from an earlier
- * generation changes nothing.
+ * generation changes nothing; with no hash at all, it counts toward the new circuit.
  */
 const FAILURE = `${PRELUDE}
-if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then return encode(0, 0) end
+-- No hash (it expired, was evicted or flushed): the call's generation was another epoch's, and the new circuit is closed.
+if (s.epoch ~= '' and s.gen ~= tonumber(ARGV[3])) or s.phase ~= 'closed' then return encode(0, 0) end
 s.fail = s.fail + 1
 cause(ARGV[9], ARGV[10])
 local hold = tonumber(ARGV[8])
@@ -123,14 +129,22 @@ if changed == 1 or granted == 1 then save() end
 return encode(changed, granted)`;
 
 /**
- * The trial's outcome, from the lease's holder only. ARGV: 3 the generation, 4 the lease's token, 5 the outcome
- * (success, rejected, abandoned or failure), 6 the reset period, 7 the longest open period, 8 the backoff, 9 a
- * random number in [0, 1) for the jitter, 10 the wait hint (ms, or empty), 11-12 the cause. Success (or a rejected
- * request: the upstream answered) closes; failure re-opens for the backed-off period; abandoned frees the lease.
+ * The trial's outcome. ARGV: 3 the generation, 4 the lease's token, 5 the outcome (success, rejected, abandoned or
+ * failure), 6 the reset period, 7 the longest open period, 8 the backoff, 9 a random number in [0, 1) for the
+ * jitter, 10 the wait hint (ms, or empty), 11-12 the cause. Success (or a rejected request: the upstream answered)
+ * closes; failure re-opens for the backed-off period; abandoned frees the lease. The lease's holder decides. Also
+ * heard: a trial whose lease ran out and went to another replica (a long stream) that ended with the upstream
+ * answering, which closes it; and a lease whose grant never reached its asker (the reply missed its deadline),
+ * released by its token alone (generation -1).
  */
 const TRIAL = `${PRELUDE}
-if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'half_open' or s.lease ~= ARGV[4] then return encode(0, 0) end
 local outcome = ARGV[5]
+local holder = s.lease == ARGV[4]
+local current = s.gen == tonumber(ARGV[3])
+local answered = outcome == 'success' or outcome == 'rejected'
+if s.phase ~= 'half_open' or not ((holder and (current or outcome == 'abandoned')) or (answered and current)) then
+  return encode(0, 0)
+end
 local changed = 1
 if outcome == 'abandoned' then
   s.lease = ''
@@ -165,13 +179,16 @@ save()
 return encode(changed, 0)`;
 
 /**
- * A replica joins (at start, or when Redis is back). ARGV: 3 '1' when its own circuit is open, 4 how long it has
- * still to stay open (ms), 5 the longest open period. A closed fleet circuit is opened by a replica that saw the
- * model fail while it was on its own (the fleet's circuit may be stale from before the outage); otherwise the
- * fleet's state stands. Either way the reply is the state to follow.
+ * A replica joins (at start, or when Redis is back). ARGV: 3 what its own circuit says: '0' nothing, '1' it opened on
+ * its own (the model failed while Redis was away), '2' it is open as it last saw the fleet's; 4 how long it has still
+ * to stay open (ms), 5 the longest open period, 6 the epoch it last saw. A closed fleet circuit is opened by a
+ * replica that saw the model fail meanwhile (the fleet's state predates the outage), or by one that saw it open when
+ * the fleet's state has been lost since (a new epoch: Redis restarted empty, the hash expired or was evicted); one
+ * the fleet closed meanwhile (same epoch) stands. Either way the reply is the state to follow.
  */
 const JOIN = `${PRELUDE}
-if ARGV[3] == '1' and s.phase == 'closed' then
+local lost = ARGV[3] == '2' and s.epoch ~= ARGV[6]
+if s.phase == 'closed' and (ARGV[3] == '1' or lost) then
   open(tonumber(ARGV[4]), 0, tonumber(ARGV[5]))
   save()
   return encode(1, 0)

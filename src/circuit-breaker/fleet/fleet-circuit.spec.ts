@@ -22,6 +22,7 @@ const FAILURE: CallOutcome = { kind: 'failure', cause: { kind: 'http', status: 5
 
 function fleetState(overrides: Partial<FleetState> = {}): FleetState {
   return {
+    epoch: 'e1',
     version: 1,
     generation: 0,
     phase: 'closed',
@@ -190,7 +191,7 @@ describe('FleetCircuit', () => {
 });
 
 describe('parseFleetState', () => {
-  const encoded = '3|2|open|5|1|1000|2000|1|2500|me|http|503|900|1500|1|0';
+  const encoded = '3|2|open|5|1|1000|2000|1|2500|me|http|503|900|1500|1|0|1000-me';
 
   it('decodes what the scripts return and publish', () => {
     expect(parseFleetState(encoded)).toEqual({
@@ -208,14 +209,16 @@ describe('parseFleetState', () => {
       now: 1500,
       changed: true,
       granted: false,
+      epoch: '1000-me',
     });
-    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me|timeout|0|900|1500|0|0').cause).toEqual({ kind: 'timeout', at: 900 });
-    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me||0|0|1500|0|0').cause).toBeUndefined();
+    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me|timeout|0|900|1500|0|0|e').cause).toEqual({ kind: 'timeout', at: 900 });
+    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me||0|0|1500|0|0|').cause).toBeUndefined();
   });
 
   it('refuses anything else', () => {
     expect(() => parseFleetState(42)).toThrow('unexpected circuit reply: number');
     expect(() => parseFleetState('1|2|3')).toThrow('unexpected circuit reply');
     expect(() => parseFleetState(encoded.replace('open', 'ajar'))).toThrow('unexpected circuit reply');
+    expect(() => parseFleetState(encoded.replace('|2000|', '|soon|'))).toThrow('unexpected circuit reply');
   });
 });

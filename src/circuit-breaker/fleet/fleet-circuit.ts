@@ -28,9 +28,11 @@ export interface FleetLink {
 }
 
 export interface FleetCircuitPolicy extends CircuitPolicy {
-  /** How long the half-open trial's lease holds: a little past the call's time-out. */
+  /** How long the half-open trial's lease holds: a little past the breaker's call time-out. */
   leaseMs: number;
 }
+
+const TRIAL_ABANDONED = 'abandoned';
 
 /** A ticket the fleet issued; `token` is the trial's lease. */
 interface FleetTicket extends Ticket {
@@ -69,6 +71,12 @@ export class FleetCircuit implements Circuit {
   /** The newest change heard while not joined: applied after the join's reply if newer than it. */
   private heard?: FleetState;
   private closedTicket: FleetTicket = { generation: 0, trial: false, fleet: true };
+  /** The trial this replica holds the fleet's lease for, until its outcome is told. */
+  private heldTrial?: FleetTicket;
+  /** Leases asked for whose reply missed its deadline: granted, perhaps; released once Redis answers again. */
+  private readonly unheardLeases: string[] = [];
+  /** This replica's own circuit opened on its own while out of the fleet (not merely seeded open from it). */
+  private openedOnItsOwn = false;
 
   constructor(
     readonly breaker: string,
@@ -77,7 +85,17 @@ export class FleetCircuit implements Circuit {
     private readonly onTransition: TransitionListener = () => undefined,
     private readonly random: () => number = Math.random,
   ) {
-    this.local = new CircuitStateMachine(policy, onTransition, random);
+    // Its own circuit's transitions count only while it is in charge: out of the fleet.
+    this.local = new CircuitStateMachine(
+      policy,
+      (from, to, nextAttemptAt) => {
+        if (this.joined) return;
+        if (to === 'open') this.openedOnItsOwn = true;
+        if (to === 'closed') this.openedOnItsOwn = false;
+        this.onTransition(from, to, nextAttemptAt);
+      },
+      random,
+    );
   }
 
   get scope(): CircuitScope {
@@ -89,7 +107,9 @@ export class FleetCircuit implements Circuit {
   }
 
   get cause(): FailureCause | undefined {
-    return this.joined ? this.mirror!.cause : this.local.cause;
+    if (!this.joined) return this.local.cause;
+    const cause = this.mirror!.cause;
+    return cause && { ...cause, at: cause.at - this.offset };
   }
 
   state(now: number): CircuitState {
@@ -126,6 +146,7 @@ export class FleetCircuit implements Circuit {
     if (!this.joined) return;
     const { generation } = ticket;
     if (ticket.trial) {
+      if (this.heldTrial === ticket) this.heldTrial = undefined;
       const failure = outcome.kind === 'failure' ? outcome : undefined;
       const { resetTimeoutMs, maxOpenMs, resetBackoff } = this.policy;
       return this.report(CIRCUIT_SCRIPTS.trial, [
@@ -167,7 +188,10 @@ export class FleetCircuit implements Circuit {
   }
 
   shutdown(now: number): void {
-    // This replica stops; the fleet's circuit is not this replica's to open.
+    // This replica stops; the fleet's circuit is not this replica's to open. A trial it holds is given back at once
+    // (its call is being ended), or the fleet would wait for the lease to run out.
+    const held = this.heldTrial;
+    if (held && this.joined) void this.settle(held, { kind: 'abandoned' }, now);
     this.stopped = true;
     this.joined = false;
     this.local.shutdown(now);
@@ -190,17 +214,25 @@ export class FleetCircuit implements Circuit {
     this.heard = undefined;
     const now = this.link.localNow();
     const ownState = this.local.state(now);
-    // Also on a first join: a replica that started while Redis was down may have opened its own circuit since.
-    const ownOpen = ownState !== 'closed';
+    // A circuit that opened on its own (the model failed while Redis was away, also for a replica that started then)
+    // re-opens a closed fleet circuit; one only seeded open from the fleet does so only if the fleet lost its state.
+    const says = ownState === 'closed' ? '0' : this.openedOnItsOwn ? '1' : '2';
     const ownLeft = Math.max(0, (this.local.openWindow(now)?.nextAttemptAt ?? now) - now);
     try {
-      const state = await this.ask(CIRCUIT_SCRIPTS.join, [ownOpen ? '1' : '0', String(Math.round(ownLeft)), String(this.policy.maxOpenMs)]);
+      const state = await this.ask(CIRCUIT_SCRIPTS.join, [
+        says,
+        String(Math.round(ownLeft)),
+        String(this.policy.maxOpenMs),
+        this.mirror?.epoch ?? '',
+      ]);
       if (this.stopped) return false;
       this.offset = state.now - this.link.localNow();
       // Taken whatever its version: a Redis that restarted empty counts versions from 0 again.
       this.mirror = state;
       this.closedTicket = { generation: state.generation, trial: false, fleet: true };
       this.joined = true;
+      this.openedOnItsOwn = false;
+      for (const token of this.unheardLeases.splice(0)) this.releaseLease(token);
       if (this.everJoined) this.logger.log(`Circuit "${this.breaker}" is shared by the fleet again: ${state.phase}`);
       this.everJoined = true;
       const visible = this.state(this.link.localNow());
@@ -236,13 +268,21 @@ export class FleetCircuit implements Circuit {
       this.follow(state);
       if (!state.granted || !this.joined) return undefined;
       const ticket: FleetTicket = { generation: state.generation, trial: true, fleet: true, token };
+      this.heldTrial = ticket;
       return ticket;
     } catch (error) {
+      // Redis may have granted it all the same: the fleet would wait for the lease to run out.
+      this.unheardLeases.push(token);
       this.leave(reason(error));
       return this.stopped ? undefined : this.local.admit(now);
     } finally {
       this.acquiring = false;
     }
+  }
+
+  /** Gives back a lease whose grant this replica may never have heard of. */
+  private releaseLease(token: string): void {
+    void this.report(CIRCUIT_SCRIPTS.trial, ['-1', token, TRIAL_ABANDONED, '0', '0', '1', '0', '', '', '0']);
   }
 
   /** A script that always replies with the state. */
@@ -259,7 +299,8 @@ export class FleetCircuit implements Circuit {
       (error: unknown) => this.leave(reason(error)),
     );
     this.reports.add(reported);
-    void reported.finally(() => this.reports.delete(reported));
+    const forget = () => this.reports.delete(reported);
+    reported.then(forget, forget);
     return reported;
   }
 
@@ -272,7 +313,9 @@ export class FleetCircuit implements Circuit {
 
   private apply(state: FleetState): void {
     const mirror = this.mirror!;
-    if (state.version <= mirror.version) return;
+    // Within one epoch, versions order the changes; a new epoch (the hash expired, was evicted or flushed while this
+    // replica stayed connected) is taken as it comes, or its changes would all look older than the mirror.
+    if (state.epoch === mirror.epoch && state.version <= mirror.version) return;
     this.mirror = state;
     if (state.generation !== mirror.generation) this.closedTicket = { generation: state.generation, trial: false, fleet: true };
     if (state.phase === mirror.phase) return;

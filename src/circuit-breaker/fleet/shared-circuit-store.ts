@@ -40,6 +40,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
   private readonly circuits = new Map<string, FleetCircuit>();
   private subscriber?: RedisClient;
   private subscribed = false;
+  private subscribing = false;
   private closing = false;
   private maintainer?: NodeJS.Timeout;
   private readonly clock: () => number;
@@ -67,8 +68,13 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
   }
 
   /** A circuit shared by the fleet for `breaker`, linked to this store. */
-  circuit(breaker: string, policy: CircuitPolicy, onTransition: TransitionListener, random: () => number): FleetCircuit {
-    const circuit = new FleetCircuit(breaker, { ...policy, leaseMs: this.config.timeoutMs + LEASE_MARGIN_MS }, this, onTransition, random);
+  circuit(
+    breaker: string,
+    policy: CircuitPolicy & { timeoutMs: number },
+    onTransition: TransitionListener,
+    random: () => number,
+  ): FleetCircuit {
+    const circuit = new FleetCircuit(breaker, { ...policy, leaseMs: policy.timeoutMs + LEASE_MARGIN_MS }, this, onTransition, random);
     this.circuits.set(breaker, circuit);
     if (this.subscribed)
       void this.listen(breaker).then(
@@ -105,11 +111,10 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     subscriber.on('ready', () => {
       if (this.subscribed) for (const circuit of this.circuits.values()) void circuit.join();
     });
-    const connecting = (async () => {
-      await subscriber.connect();
-      for (const breaker of this.circuits.keys()) await this.listen(breaker);
-      this.subscribed = true;
-    })().catch((error: unknown) => this.logger.warn(`Breakers run on their own until Redis answers: ${reason(error)}`));
+    const connecting = subscriber
+      .connect()
+      .then(() => this.subscribeAll())
+      .catch((error: unknown) => this.logger.warn(`Breakers run on their own until Redis answers: ${reason(error)}`));
     await Promise.race([connecting, delay(JOIN_GRACE_MS)]);
   }
 
@@ -119,7 +124,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     this.maintainer = setInterval(() => this.maintain(), MAINTAIN_INTERVAL_MS).unref();
     if (!this.subscribed) return;
     const joined = await Promise.race([Promise.all([...this.circuits.values()].map((c) => c.join())), delay(JOIN_GRACE_MS)]);
-    if (joined) this.logger.log(`Circuits shared by the fleet through Redis: ${[...this.circuits.keys()].join(', ')}`);
+    if (joined?.every(Boolean)) this.logger.log(`Circuits shared by the fleet through Redis: ${[...this.circuits.keys()].join(', ')}`);
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -131,6 +136,18 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     if (!subscriber?.isOpen) return;
     this.subscribed = false;
     await subscriber.disconnect().catch(() => undefined);
+  }
+
+  /** Subscribes to every circuit's channel; again from maintain() if a first attempt failed (Redis went meanwhile). */
+  private async subscribeAll(): Promise<void> {
+    if (this.subscribing) return;
+    this.subscribing = true;
+    try {
+      for (const breaker of this.circuits.keys()) await this.listen(breaker);
+      this.subscribed = true;
+    } finally {
+      this.subscribing = false;
+    }
   }
 
   private async listen(breaker: string): Promise<void> {
@@ -151,6 +168,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
   /** Leaves the fleet's circuits while Redis is unavailable, joins them again when it is back. */
   private maintain(): void {
     if (this.closing) return;
+    if (!this.subscribed && this.subscriber?.isReady) void this.subscribeAll().catch(() => undefined);
     const connected = this.connected;
     for (const circuit of this.circuits.values()) {
       // The connection logs the outage's cause; the circuit says what it does about it.
