@@ -42,7 +42,7 @@ async function startReplica(url: string, policy: CircuitPolicy, tickClock = true
   const transitions: Replica['transitions'] = [];
   const circuit = store.circuit(
     BREAKER,
-    policy,
+    { ...policy, timeoutMs: TIMEOUT_MS },
     (from, to, _next, observed) => transitions.push({ from, to, observed: observed ?? false }),
     () => 0.5,
   );
@@ -70,6 +70,16 @@ async function eventually(check: () => boolean, ms = 2000): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return true;
+}
+
+/** Asks `replica` for a call every 10 ms until it is admitted (the trial, once the lease is free), or `ms` passed. */
+async function admittedWithin(replica: Replica, ms: number): Promise<Ticket | undefined> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ticket = await replica.circuit.admit(clock.now);
+    if (ticket || Date.now() > deadline) return ticket;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 const policyArbitrary: fc.Arbitrary<CircuitPolicy> = fc.record({
@@ -326,6 +336,111 @@ describe('The fleet circuit on a real Redis', () => {
       await Promise.all(replicas.map((r) => r.close()));
     }
   });
+
+  it('follows a circuit whose hash vanished while every replica stayed connected (expired, evicted, flushed): it counts and opens again', async () => {
+    const policy = { enabled: true, failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const replicas = await Promise.all([0, 1, 2].map(() => startReplica(redisServer.url, policy)));
+    try {
+      const [a, b] = replicas;
+      // One open / half-open / closed cycle: the mirrors are at a later generation and version than a new hash.
+      for (let i = 0; i < 2; i++) await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+      clock.now += 1000;
+      await b.circuit.settle((await b.circuit.admit(clock.now))!, outcomeOf('success', 0), clock.now);
+      expect(await eventually(() => replicas.every((r) => r.circuit.state(clock.now) === 'closed'))).toBe(true);
+
+      await admin.del(circuitKey(BREAKER));
+      for (let i = 0; i < 2; i++) {
+        const ticket = await a.circuit.admit(clock.now);
+        expect(ticket).toBeDefined();
+        await a.circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
+      }
+      expect(await eventually(() => replicas.every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+    }
+  });
+
+  it('closes on a trial that outlived its lease (a long stream) and answered, though another replica took the lease meanwhile', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    try {
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+      clock.now += 1000;
+      const first = await a.circuit.admit(clock.now);
+      expect(first?.trial).toBe(true);
+      expect(await eventually(() => b.circuit.admit(clock.now) === undefined)).toBe(true);
+      clock.now += LEASE_MS;
+      const second = await b.circuit.admit(clock.now);
+      expect(second?.trial).toBe(true);
+      await a.circuit.settle(first!, outcomeOf('success', 0), clock.now);
+      expect(await eventually(() => [a, b].every((r) => r.circuit.state(clock.now) === 'closed'))).toBe(true);
+      // The second trial's outcome belongs to a generation that has ended.
+      await b.circuit.settle(second!, outcomeOf('failure', 0), clock.now);
+      expect([a, b].map((r) => r.circuit.state(clock.now))).toEqual(['closed', 'closed']);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('does not re-open on rejoining a circuit the fleet closed meanwhile, when its own was only seeded open from the fleet', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    try {
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+      b.circuit.leave('a moment without Redis');
+      expect(b.circuit.scope).toBe('replica');
+      clock.now += 1000;
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('success', 0), clock.now);
+      expect(await b.circuit.join()).toBe(true);
+      expect(await eventually(() => [a, b].every((r) => r.circuit.state(clock.now) === 'closed'))).toBe(true);
+      expect(b.circuit.admit(clock.now)).toMatchObject({ trial: false });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('gives back the trial when a replica shuts down holding it, so the fleet need not wait for the lease to run out', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    try {
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      clock.now += 1000;
+      expect((await a.circuit.admit(clock.now))?.trial).toBe(true);
+      await a.close();
+      // Well before the lease (time-out + 1 s) would run out: the clock does not move.
+      expect((await admittedWithin(b, 2000))?.trial).toBe(true);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('releases a trial lease whose grant missed its deadline (Redis paused), once Redis answers again', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    try {
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+      clock.now += 1000;
+      redisServer.pause();
+      let own;
+      try {
+        // No answer within the deadline: a's own circuit takes over, and gives a its own trial.
+        own = await a.circuit.admit(clock.now);
+      } finally {
+        redisServer.resume();
+      }
+      expect(own).toMatchObject({ trial: true });
+      expect(a.circuit.scope).toBe('replica');
+      // Redis ran the request once resumed, granting a lease nobody will use: a gives it back when it rejoins.
+      expect(await eventually(() => a.circuit.scope === 'fleet', 8000)).toBe(true);
+      expect((await admittedWithin(b, 2000))?.trial).toBe(true);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 30_000);
 
   it('makes a replica that starts while the circuit is open refuse from its first call, with no trial of its own', async () => {
     const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };
