@@ -10,7 +10,15 @@ import { startAppProcess, type AppProcess } from '../test/support/app-process.js
 import { pinCpus } from '../test/support/cpu-affinity.js';
 import { RedisTestServer } from '../test/support/redis-server.js';
 import { appEnv, CONNECTIONS, KNOWN_QUESTION, measure, type Load } from './http.bench.js';
-import { alternateInPairs, type Pair, type RunSample } from './paired-rounds.js';
+import {
+  alternateInPairs,
+  type Pair,
+  PAIRED_COLUMNS,
+  pairedCells,
+  PairedSamples,
+  type PairedScenarioResult,
+  type RunSample,
+} from './paired-rounds.js';
 import { fixed, markdownTable, median } from './stats.js';
 
 // What the API key guard and the rate limiter cost on the cache-hit path, as a ratio to the same path without them.
@@ -54,27 +62,9 @@ const CONFIGURATIONS: Configuration[] = [
   { name: '+ API key + limit counted in Redis', baseline: 'cache hit (Redis), no keys, no limit', redis: true, keys: true, limit: true },
 ];
 
-export interface AccessScenarioResult {
-  name: string;
-  baseline?: string;
-  /** Median over the runs (a baseline's over the runs of all its apps). */
-  requestsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Summed over the rounds. */
-  non2xx: number;
-  errors: number;
-  /** Median over the rounds of req/s over the baseline's in the same round, and the range. */
-  ratio?: number;
-  ratioMin?: number;
-  ratioMax?: number;
-  /** The app's CPU time (user + system, all threads) per answered request, median over the rounds. */
-  cpuUsPerRequest: number;
-  /** Median over the rounds of the baseline's CPU per request over this one's: the ratio were the app's CPU its own. */
-  cpuRatio?: number;
+export interface AccessScenarioResult extends PairedScenarioResult {
   /** The answer's source, and with a limit the hits counted in the caller's 60 s window after the last round. */
   served: string;
-  goal?: string;
 }
 
 /** In-process: what counting one request costs the in-memory limiter with `hitsInWindow` hits already counted. */
@@ -216,19 +206,6 @@ export async function measureMemoryCounting(): Promise<MemoryCountCost[]> {
   return costs;
 }
 
-/** One configuration's samples over the rounds. */
-class Samples {
-  readonly requestsPerSecond: number[] = [];
-  readonly cpuUsPerRequest: number[] = [];
-  readonly p50Ms: number[] = [];
-  readonly p99Ms: number[] = [];
-  /** Per pair with its baseline: req/s over the baseline's, and the baseline's CPU per request over this one's. */
-  readonly ratios: number[] = [];
-  readonly cpuRatios: number[] = [];
-  non2xx = 0;
-  errors = 0;
-}
-
 const KEY_CHECKS = 100_000;
 
 /** The key check alone, as the guard runs it per request: median of 5 × 100 000. */
@@ -271,7 +248,7 @@ export async function runAccessBench(): Promise<AccessBenchResult> {
       const baseline = byName.get(compared.baseline!)!;
       pairs.push({ baseline, baselineApp: await start(baseline), compared, comparedApp: await start(compared) });
     }
-    const samples = new Map(CONFIGURATIONS.map((c) => [c.name, new Samples()]));
+    const samples = new Map(CONFIGURATIONS.map((c) => [c.name, new PairedSamples()]));
     const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<RunSample> => {
       const load: Load = {
         method: 'POST',
@@ -365,30 +342,11 @@ export function accessTables({
   const table = markdownTable(
     [
       `API key + rate limit on the cache hit, ${CONNECTIONS} connections, median of ${rounds} rounds × ${roundSeconds} s, each next to its baseline`,
-      'req/s',
-      '× baseline (range)',
-      'app CPU µs per request',
-      '× baseline by CPU',
-      'p50 ms',
-      'p99 ms',
-      'non-2xx',
-      'errors',
+      ...PAIRED_COLUMNS,
       'served by',
       'goal',
     ],
-    scenarios.map((s) => [
-      s.name,
-      fixed(s.requestsPerSecond, 0),
-      s.ratio === undefined ? '1.00' : `${fixed(s.ratio)} (${fixed(s.ratioMin ?? Number.NaN)}–${fixed(s.ratioMax ?? Number.NaN)})`,
-      fixed(s.cpuUsPerRequest, 0),
-      fixed(s.cpuRatio ?? 1),
-      fixed(s.p50Ms, 1),
-      fixed(s.p99Ms, 1),
-      s.non2xx,
-      s.errors,
-      s.served,
-      s.goal ?? '',
-    ]),
+    scenarios.map((s) => [s.name, ...pairedCells(s), s.served, s.goal ?? '']),
   );
   // A cache hit's cost: the app's CPU per request on the in-memory baseline, in the same run.
   const baseline = scenarios[0]?.requestsPerSecond ?? Number.NaN;

@@ -5,7 +5,15 @@ import { pinCpus } from '../test/support/cpu-affinity.js';
 import { RedisTestServer } from '../test/support/redis-server.js';
 import { cpuSeconds, pinEveryThread } from './access.bench.js';
 import { appEnv, CONNECTIONS, KNOWN_QUESTION, measure, type Load } from './http.bench.js';
-import { alternateInPairs, type Pair, type RunSample } from './paired-rounds.js';
+import {
+  alternateInPairs,
+  type Pair,
+  PAIRED_COLUMNS,
+  pairedCells,
+  PairedSamples,
+  type PairedScenarioResult,
+  type RunSample,
+} from './paired-rounds.js';
 import { fixed, markdownTable, median } from './stats.js';
 
 // What sharing the circuit through Redis (CIRCUIT_BREAKER_SHARED=true) costs a healthy model call, as a ratio to the
@@ -64,25 +72,8 @@ export interface RedisCommandCount {
   inLuaByCommand: Record<string, number>;
 }
 
-export interface FleetScenarioResult {
-  name: string;
-  baseline?: string;
+export interface FleetScenarioResult extends PairedScenarioResult {
   shared: boolean;
-  /** Median over the runs (a baseline's over the runs of all its apps). */
-  requestsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  /** Summed over the rounds. */
-  non2xx: number;
-  errors: number;
-  /** Median over the rounds of req/s over the baseline's in the same round, and the range. */
-  ratio?: number;
-  ratioMin?: number;
-  ratioMax?: number;
-  /** The app's CPU time (user + system, all threads) per answered request, median over the rounds. */
-  cpuUsPerRequest: number;
-  /** Median over the rounds of the baseline's CPU per request over this one's. */
-  cpuRatio?: number;
   /** Model calls the upstream counted per answered request, median over the runs: 1.00 when every request missed the cache. */
   modelCallsPerAnswer: number;
   /** The circuit's scope the app reports on GET /health/circuit-breaker ('fleet' shared, 'replica' not). */
@@ -90,7 +81,6 @@ export interface FleetScenarioResult {
   /** The answer's source, checked once after the rounds. */
   served: string;
   redis: RedisCommandCount;
-  goal?: string;
 }
 
 export interface FleetBenchResult {
@@ -102,18 +92,9 @@ export interface FleetBenchResult {
   pinning: string;
 }
 
-/** One configuration's samples over the rounds. */
-class Samples {
-  readonly requestsPerSecond: number[] = [];
-  readonly cpuUsPerRequest: number[] = [];
-  readonly p50Ms: number[] = [];
-  readonly p99Ms: number[] = [];
+/** One configuration's samples over the rounds, with the model calls each answer cost. */
+class Samples extends PairedSamples {
   readonly modelCallsPerAnswer: number[] = [];
-  /** Per pair with its baseline: req/s over the baseline's, and the baseline's CPU per request over this one's. */
-  readonly ratios: number[] = [];
-  readonly cpuRatios: number[] = [];
-  non2xx = 0;
-  errors = 0;
 }
 
 async function ask(app: AppProcess, query: string): Promise<Record<string, unknown>> {
@@ -338,14 +319,7 @@ export function fleetTables({ rounds, roundSeconds, scenarios, idle, pinning }: 
   const table = markdownTable(
     [
       `healthy model path (every question new), ${CONNECTIONS} connections, median of ${rounds} rounds × ${roundSeconds} s, each next to its baseline`,
-      'req/s',
-      '× baseline (range)',
-      'app CPU µs per request',
-      '× baseline by CPU',
-      'p50 ms',
-      'p99 ms',
-      'non-2xx',
-      'errors',
+      ...PAIRED_COLUMNS,
       'model calls per answer',
       'circuit scope',
       `Redis commands per request (${MONITORED_REQUESTS} one at a time, PING aside)`,
@@ -354,14 +328,7 @@ export function fleetTables({ rounds, roundSeconds, scenarios, idle, pinning }: 
     ],
     scenarios.map((s) => [
       s.name,
-      fixed(s.requestsPerSecond, 0),
-      s.ratio === undefined ? '1.00' : `${fixed(s.ratio)} (${fixed(s.ratioMin ?? Number.NaN)}–${fixed(s.ratioMax ?? Number.NaN)})`,
-      fixed(s.cpuUsPerRequest, 0),
-      fixed(s.cpuRatio ?? 1),
-      fixed(s.p50Ms, 1),
-      fixed(s.p99Ms, 1),
-      s.non2xx,
-      s.errors,
+      ...pairedCells(s),
       fixed(s.modelCallsPerAnswer),
       s.scope,
       `${fixed(s.redis.perRequest)}: ${breakdown(s.redis.byCommand)}` +

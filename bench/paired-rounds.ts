@@ -1,4 +1,40 @@
 import type { Result } from 'autocannon';
+import { fixed } from './stats.js';
+
+/** One configuration's samples over the rounds. */
+export class PairedSamples {
+  readonly requestsPerSecond: number[] = [];
+  readonly cpuUsPerRequest: number[] = [];
+  readonly p50Ms: number[] = [];
+  readonly p99Ms: number[] = [];
+  /** Per pair with its baseline: req/s over the baseline's, and the baseline's CPU per request over this one's. */
+  readonly ratios: number[] = [];
+  readonly cpuRatios: number[] = [];
+  non2xx = 0;
+  errors = 0;
+}
+
+/** A row of a paired bench's table. */
+export interface PairedScenarioResult {
+  name: string;
+  baseline?: string;
+  /** Median over the runs (a baseline's over the runs of all its apps). */
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Summed over the rounds. */
+  non2xx: number;
+  errors: number;
+  /** Median over the rounds of req/s over the baseline's in the same round, and the range. */
+  ratio?: number;
+  ratioMin?: number;
+  ratioMax?: number;
+  /** The app's CPU time (user + system, all threads) per answered request, median over the rounds. */
+  cpuUsPerRequest: number;
+  /** Median over the rounds of the baseline's CPU per request over this one's: the ratio were the app's CPU its own. */
+  cpuRatio?: number;
+  goal?: string;
+}
 
 /** One run of one app: autocannon's result and the app's CPU time per request over it. */
 export interface RunSample {
@@ -47,4 +83,30 @@ export async function alternateInPairs<C, A>(
       ratio(compared, measured.result.requests.average / base.result.requests.average, base.cpuUsPerRequest / measured.cpuUsPerRequest);
     }
   }
+}
+
+/** The columns every paired bench's table has after the row's name. */
+export const PAIRED_COLUMNS = [
+  'req/s',
+  '× baseline (range)',
+  'app CPU µs per request',
+  '× baseline by CPU',
+  'p50 ms',
+  'p99 ms',
+  'non-2xx',
+  'errors',
+] as const;
+
+/** A row's cells for PAIRED_COLUMNS. */
+export function pairedCells(s: PairedScenarioResult): Array<string | number> {
+  return [
+    fixed(s.requestsPerSecond, 0),
+    s.ratio === undefined ? '1.00' : `${fixed(s.ratio)} (${fixed(s.ratioMin ?? Number.NaN)}–${fixed(s.ratioMax ?? Number.NaN)})`,
+    fixed(s.cpuUsPerRequest, 0),
+    fixed(s.cpuRatio ?? 1),
+    fixed(s.p50Ms, 1),
+    fixed(s.p99Ms, 1),
+    s.non2xx,
+    s.errors,
+  ];
 }
