@@ -240,6 +240,15 @@ describe('The fleet circuit on a real Redis', () => {
     jest.restoreAllMocks();
   });
 
+  /** Two replicas (threshold 1, reset period 1 s), the circuit opened by one failure on the first and seen by both. */
+  async function twoReplicasOpenedByOneFailure(): Promise<[Replica, Replica]> {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+    expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+    return [a, b];
+  }
+
   it('agrees with a reference model of one circuit for the fleet, whichever replica admits and settles each call', async () => {
     await fc.assert(
       fc.asyncProperty(policyArbitrary, fc.array(stepArbitrary, { minLength: 1, maxLength: 40 }), async (policy, steps) => {
@@ -362,11 +371,8 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('closes on a trial that outlived its lease (a long stream) and answered, though another replica took the lease meanwhile', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
-    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    const [a, b] = await twoReplicasOpenedByOneFailure();
     try {
-      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
-      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
       clock.now += 1000;
       const first = await a.circuit.admit(clock.now);
       expect(first?.trial).toBe(true);
@@ -385,11 +391,8 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('does not re-open on rejoining a circuit the fleet closed meanwhile, when its own was only seeded open from the fleet', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
-    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    const [a, b] = await twoReplicasOpenedByOneFailure();
     try {
-      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
-      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
       b.circuit.leave('a moment without Redis');
       expect(b.circuit.scope).toBe('replica');
       clock.now += 1000;
@@ -403,10 +406,8 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('gives back the trial when a replica shuts down holding it, so the fleet need not wait for the lease to run out', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
-    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    const [a, b] = await twoReplicasOpenedByOneFailure();
     try {
-      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
       clock.now += 1000;
       expect((await a.circuit.admit(clock.now))?.trial).toBe(true);
       await a.close();
@@ -418,11 +419,8 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('releases a trial lease whose grant missed its deadline (Redis paused), once Redis answers again', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
-    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
+    const [a, b] = await twoReplicasOpenedByOneFailure();
     try {
-      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
-      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
       clock.now += 1000;
       redisServer.pause();
       let own;
