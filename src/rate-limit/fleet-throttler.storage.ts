@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { RedisConnection } from '../cache/redis-connection.js';
+import { redisScript, runScript } from '../cache/redis-script.js';
 import { withinDeadline } from '../cache/within-deadline.js';
 import { SlidingWindowCounter, type WindowHit } from './sliding-window.js';
 
@@ -38,7 +39,7 @@ local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local left = window
 if oldest[2] then left = tonumber(oldest[2]) + window - now end
 return {hits, admitted, left}`;
-const HIT_SCRIPT_SHA = createHash('sha1').update(HIT_SCRIPT).digest('hex');
+const HIT = redisScript('hit', HIT_SCRIPT);
 
 /**
  * `@nestjs/throttler`'s storage, shared by the fleet: hits are counted in Redis when REDIS_URL is set, so every
@@ -87,12 +88,7 @@ export class FleetThrottlerStorage implements ThrottlerStorage, OnApplicationShu
     const client = this.redis.client!;
     // The member only has to be unique: two hits in the same millisecond are two hits.
     const options = { keys: [key], arguments: [String(windowMs), String(limit), randomUUID()] };
-    const reply = await client.evalSha(HIT_SCRIPT_SHA, options).catch((error: Error) => {
-      // A Redis that restarted (or never saw the script) loads it again.
-      if (!error.message.startsWith('NOSCRIPT')) throw error;
-      return client.eval(HIT_SCRIPT, options);
-    });
-    return reply as [number, number, number];
+    return (await runScript(client, HIT, options)) as [number, number, number];
   }
 
   private sharingFailed(why: string): undefined {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { type RedisScript, redisScript } from '../../cache/redis-script.js';
 
 /** Every key and channel of the fleet's circuits starts with this; bump the version when the layout changes. */
 export const CIRCUIT_KEY_PREFIX = 'assistant:circuit:v1:';
@@ -195,22 +195,12 @@ if s.phase == 'closed' and (ARGV[3] == '1' or lost) then
 end
 return encode(0, 0)`;
 
-export interface CircuitScript {
-  readonly name: string;
-  readonly source: string;
-  readonly sha: string;
-}
-
-const script = (name: string, source: string): CircuitScript => ({
-  name,
-  source,
-  sha: createHash('sha1').update(source).digest('hex'),
-});
+export type CircuitScript = RedisScript;
 
 export const CIRCUIT_SCRIPTS = {
-  failure: script('failure', FAILURE),
-  success: script('success', SUCCESS),
-  acquire: script('acquire', ACQUIRE),
-  trial: script('trial', TRIAL),
-  join: script('join', JOIN),
+  failure: redisScript('failure', FAILURE),
+  success: redisScript('success', SUCCESS),
+  acquire: redisScript('acquire', ACQUIRE),
+  trial: redisScript('trial', TRIAL),
+  join: redisScript('join', JOIN),
 } as const;

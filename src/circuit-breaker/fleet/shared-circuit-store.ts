@@ -10,6 +10,7 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { RedisConnection, type RedisClient } from '../../cache/redis-connection.js';
+import { runScript } from '../../cache/redis-script.js';
 import { withinDeadline } from '../../cache/within-deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
@@ -89,12 +90,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     // The connection reports the cause (once per outage); here it is only why the circuit is this replica's own.
     if (!client || !this.redis.isReady) throw new Error('Redis is unavailable');
     const options = { keys: [circuitKey(breaker), circuitChannel(breaker)], arguments: [this.clockArgument(), this.replicaId, ...args] };
-    const evaluation = client.evalSha(script.sha, options).catch((error: Error) => {
-      // A Redis that restarted (or never saw the script) loads it again.
-      if (!error.message.startsWith('NOSCRIPT')) throw error;
-      return client.eval(script.source, options);
-    });
-    const reply = await withinDeadline(evaluation, SCRIPT_DEADLINE_MS, (why): never => {
+    const reply = await withinDeadline(runScript(client, script, options), SCRIPT_DEADLINE_MS, (why): never => {
       throw new Error(`the circuit's ${script.name} script failed: ${why}`);
     });
     return reply === '' ? undefined : parseFleetState(reply);
