@@ -193,6 +193,22 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.integer({ min: 0, max: 3000 }) }) },
 );
 
+/** Cases random runs once found, replayed on every run. */
+const FOUND_BY_CI: Array<[CircuitPolicy, Step[]]> = [
+  [
+    // A trial given back, then another replica asks for it before its mirror heard (the test waited on too little).
+    { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1 },
+    [
+      { t: 'start', replica: 0 },
+      { t: 'end', pick: 0, ending: 'hint', holdSeconds: 1 },
+      { t: 'tick', ms: 1000 },
+      { t: 'start', replica: 0 },
+      { t: 'end', pick: 0, ending: 'abandoned', holdSeconds: 1 },
+      { t: 'start', replica: 1 },
+    ],
+  ],
+];
+
 function outcomeOf(ending: Ending, holdSeconds: number) {
   const cause = { kind: 'http', status: 500, at: clock.now };
   switch (ending) {
@@ -281,8 +297,13 @@ describe('The fleet circuit on a real Redis', () => {
               clock.now += step.ms;
             }
             // Every outcome told is recorded (a success is told without waiting for it), then each replica hears
-            // the change: the settling one from the script's reply, the others on the channel.
+            // the change: the settling one from the script's reply, the others on the channel. Every change, not
+            // only those the model's state and failures show: a trial given back changes only the lease, and a
+            // replica that has not heard of it yet refuses the next trial.
             await Promise.all(replicas.map((r) => r.circuit.flush()));
+            const version = Number((await admin.hGet(circuitKey(BREAKER), 'ver')) ?? 0);
+            await eventually(() => replicas.every((r) => r.circuit.version === version));
+            expect({ where, heard: replicas.map((r) => r.circuit.version) }).toEqual({ where, heard: [version, version, version] });
             await eventually(agreed);
             const seen = replicas.map((r) => ({ state: r.circuit.state(clock.now), failures: r.circuit.failures, scope: r.circuit.scope }));
             const expected = { state: model.observe(clock.now), failures: model.failures, scope: 'fleet' };
@@ -292,7 +313,7 @@ describe('The fleet circuit on a real Redis', () => {
           await Promise.all(replicas.map((r) => r.close()));
         }
       }),
-      propertyRunParameters(200),
+      { ...propertyRunParameters(200), examples: FOUND_BY_CI },
     );
   }, 120_000);
 

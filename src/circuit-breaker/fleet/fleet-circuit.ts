@@ -102,6 +102,11 @@ export class FleetCircuit implements Circuit {
     return this.joined ? 'fleet' : 'replica';
   }
 
+  /** The version of the fleet's state this replica follows; undefined while it is out of the fleet. */
+  get version(): number | undefined {
+    return this.joined ? this.mirror!.version : undefined;
+  }
+
   get failures(): number {
     return this.joined ? this.mirror!.failures : this.local.failures;
   }
