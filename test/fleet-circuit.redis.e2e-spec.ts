@@ -136,7 +136,10 @@ class ReferenceFleetCircuit {
     const failure = ending === 'failure' || ending === 'fatal' || ending === 'hint';
     const hold = ending === 'hint' ? holdMs : undefined;
     if (call.trial) {
-      if (this.lease?.id !== id) return;
+      const answered = ending === 'success' || ending === 'rejected';
+      // Only the lease's holder decides, but a trial whose lease ran out and went to another call (a long stream)
+      // still closes the circuit if the model answered it.
+      if (this.lease?.id !== id && !answered) return;
       this.lease = undefined;
       if (ending === 'abandoned') return;
       if (failure) {
@@ -205,6 +208,20 @@ const FOUND_BY_CI: Array<[CircuitPolicy, Step[]]> = [
       { t: 'start', replica: 0 },
       { t: 'end', pick: 0, ending: 'abandoned', holdSeconds: 1 },
       { t: 'start', replica: 1 },
+    ],
+  ],
+  [
+    // A trial outlives its lease, another is leased, and the first ends answered: it closes (the model lacked this).
+    { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1 },
+    [
+      { t: 'start', replica: 0 },
+      { t: 'end', pick: 0, ending: 'failure', holdSeconds: 1 },
+      { t: 'tick', ms: 1000 },
+      { t: 'start', replica: 0 },
+      { t: 'tick', ms: 2000 },
+      { t: 'start', replica: 0 },
+      { t: 'end', pick: 0, ending: 'success', holdSeconds: 1 },
+      { t: 'start', replica: 0 },
     ],
   ],
 ];
