@@ -510,6 +510,7 @@ function composeSeconds(value: unknown): number {
 /** Every metric the dashboard may use, with its labels (null = any value). Target labels come on top. */
 const METRICS: Readonly<Record<string, Readonly<Record<string, readonly string[] | null>>>> = {
   assistant_circuit_breaker_state: { breaker: null },
+  assistant_circuit_breaker_scope: { breaker: null, scope: ['fleet', 'replica'] },
   assistant_circuit_breaker_events_total: {
     breaker: null,
     event: ['success', 'failure', 'timeout', 'reject', 'open', 'close', 'half_open'],

@@ -92,6 +92,7 @@ describe('GET /metrics', () => {
     expect(metrics.contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
     for (const name of [
       'assistant_circuit_breaker_state',
+      'assistant_circuit_breaker_scope',
       'assistant_circuit_breaker_events_total',
       'assistant_answers_total',
       'http_request_duration_seconds',
