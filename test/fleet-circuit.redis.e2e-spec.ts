@@ -35,14 +35,18 @@ interface Replica {
 
 const clock = { now: START };
 
-async function startReplica(url: string, policy: CircuitPolicy, tickClock = true): Promise<Replica> {
+/**
+ * `leaseRenewMs`: how often a running trial renews its lease, in real time. Off unless a test is about it: the test
+ * clock moves in steps, and a renewal landing between two of them would move the lease where the model does not.
+ */
+async function startReplica(url: string, policy: CircuitPolicy, tickClock = true, leaseRenewMs = 0): Promise<Replica> {
   const redis = new RedisConnection({ redisUrl: url } as ConfigType<typeof cacheConfig>);
   const config = { ...TEST_BREAKER_CONFIG, timeoutMs: TIMEOUT_MS, shared: true };
   const store = new SharedCircuitStore(config, redis, tickClock ? () => clock.now : undefined);
   const transitions: Replica['transitions'] = [];
   const circuit = store.circuit(
     BREAKER,
-    { ...policy, timeoutMs: TIMEOUT_MS },
+    { ...policy, timeoutMs: TIMEOUT_MS, leaseRenewMs },
     (from, to, _next, observed) => transitions.push({ from, to, observed: observed ?? false }),
     () => 0.5,
   );
@@ -477,6 +481,35 @@ describe('The fleet circuit on a real Redis', () => {
       await Promise.all([a.close(), b.close()]);
     }
   }, 30_000);
+
+  it('keeps a trial that runs past its lease the only one: its holder renews the lease, and once the holder is gone it runs out', async () => {
+    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy, true, 100)));
+    try {
+      await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
+      expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
+      clock.now += 1000;
+      expect(await a.circuit.admit(clock.now)).toMatchObject({ trial: true });
+      // The trial runs for 3 leases (2 s each); after each step the other replica hears a renewal and is refused.
+      for (let step = 0; step < 4; step++) {
+        clock.now += 1500;
+        const heard = b.circuit.version!;
+        expect(await eventually(() => b.circuit.version! > heard)).toBe(true);
+        expect(await b.circuit.admit(clock.now)).toBeUndefined();
+      }
+      // Its holder loses Redis (as if it died): nothing renews the lease, which runs out; then the trial is free.
+      await a.redis.onApplicationShutdown();
+      expect(await eventually(() => a.circuit.scope === 'replica')).toBe(true);
+      const [leaseUntil, version] = (await admin.hmGet(circuitKey(BREAKER), ['leaseUntil', 'ver'])).map(Number);
+      expect(await eventually(() => b.circuit.version === version)).toBe(true);
+      clock.now = leaseUntil - 1;
+      expect(await b.circuit.admit(clock.now)).toBeUndefined();
+      clock.now = leaseUntil;
+      expect(await b.circuit.admit(clock.now)).toMatchObject({ trial: true });
+    } finally {
+      await Promise.all([a, b].map((r) => r.close()));
+    }
+  });
 
   it('makes a replica that starts while the circuit is open refuse from its first call, with no trial of its own', async () => {
     const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };

@@ -179,6 +179,17 @@ save()
 return encode(changed, 0)`;
 
 /**
+ * The trial's holder keeps its lease while the call runs (a long stream): ARGV 3 the generation, 4 the lease's token,
+ * 5 how long it holds from now (ms). Only the holder's lease, in its generation, while half-open; otherwise nothing
+ * changes (the trial ended, or its lease ran out and went to another replica).
+ */
+const RENEW = `${PRELUDE}
+if s.phase ~= 'half_open' or s.lease ~= ARGV[4] or s.gen ~= tonumber(ARGV[3]) then return encode(0, 0) end
+s.leaseUntil = now + tonumber(ARGV[5])
+save()
+return encode(0, 1)`;
+
+/**
  * A replica joins (at start, or when Redis is back). ARGV: 3 what its own circuit says: '0' nothing, '1' it opened on
  * its own (the model failed while Redis was away), '2' it is open as it last saw the fleet's; 4 how long it has still
  * to stay open (ms), 5 the longest open period, 6 the epoch it last saw. A closed fleet circuit is opened by a
@@ -202,5 +213,6 @@ export const CIRCUIT_SCRIPTS = {
   success: redisScript('success', SUCCESS),
   acquire: redisScript('acquire', ACQUIRE),
   trial: redisScript('trial', TRIAL),
+  renew: redisScript('renew', RENEW),
   join: redisScript('join', JOIN),
 } as const;

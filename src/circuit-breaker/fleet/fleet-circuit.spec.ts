@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import type { CallOutcome, CircuitPolicy, CircuitState } from '../circuit-state.js';
+import type { CallOutcome, CircuitPolicy, CircuitState, Ticket } from '../circuit-state.js';
 import type { CircuitScript } from './circuit-scripts.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
 import { type FleetState, parseFleetState } from './fleet-state.js';
@@ -10,13 +10,14 @@ import { type FleetState, parseFleetState } from './fleet-state.js';
 // test/fleet-circuit.redis.e2e-spec.ts.
 
 const NOW = new Date('2030-01-01T00:00:00.000Z').getTime();
-const POLICY: CircuitPolicy & { leaseMs: number } = {
+const POLICY: CircuitPolicy & { leaseMs: number; leaseRenewMs: number } = {
   enabled: true,
   failureThreshold: 2,
   resetTimeoutMs: 10_000,
   maxOpenMs: 300_000,
   resetBackoff: 1,
   leaseMs: 2000,
+  leaseRenewMs: 0,
 };
 const FAILURE: CallOutcome = { kind: 'failure', cause: { kind: 'http', status: 500, at: NOW } };
 
@@ -62,9 +63,13 @@ class ScriptedLink implements FleetLink {
   }
 }
 
-async function joined(link: ScriptedLink, state = fleetState()): Promise<{ circuit: FleetCircuit; transitions: string[] }> {
+async function joined(
+  link: ScriptedLink,
+  state = fleetState(),
+  policy = POLICY,
+): Promise<{ circuit: FleetCircuit; transitions: string[] }> {
   const transitions: string[] = [];
-  const circuit = new FleetCircuit('model', POLICY, link, (from: CircuitState, to: CircuitState, _next, observed) => {
+  const circuit = new FleetCircuit('model', policy, link, (from: CircuitState, to: CircuitState, _next, observed) => {
     transitions.push(`${from}>${to}${observed ? ' (observed)' : ''}`);
   });
   link.reply(state);
@@ -78,6 +83,7 @@ describe('FleetCircuit', () => {
   });
 
   afterEach(() => {
+    jest.useRealTimers();
     jest.restoreAllMocks();
   });
 
@@ -133,6 +139,82 @@ describe('FleetCircuit', () => {
     expect(circuit.scope).toBe('replica');
     expect(circuit.admit(NOW)).toBeUndefined();
     expect(circuit.admit(NOW + 2000)).toMatchObject({ trial: true });
+  });
+
+  it('renews the lease of the trial it holds while the call runs, and stops once its outcome is told or Redis is away', async () => {
+    jest.useFakeTimers();
+    const link = new ScriptedLink();
+    const policy = { ...POLICY, leaseRenewMs: 500 };
+    const { circuit } = await joined(link, fleetState({ phase: 'half_open', generation: 3 }), policy);
+    const granted = fleetState({
+      version: 2,
+      phase: 'half_open',
+      generation: 3,
+      leased: true,
+      leaseUntil: NOW + 2000,
+      by: 'me',
+      granted: true,
+    });
+    link.reply(granted);
+    const ticket = (await circuit.admit(NOW)) as Ticket & { token: string };
+    expect(ticket).toMatchObject({ trial: true, generation: 3 });
+    const renewals = () => link.calls.filter((call) => call.script === 'renew');
+
+    link.reply(undefined, undefined);
+    await jest.advanceTimersByTimeAsync(1000);
+    expect(renewals()).toEqual([
+      { script: 'renew', args: ['3', ticket.token, '2000'] },
+      { script: 'renew', args: ['3', ticket.token, '2000'] },
+    ]);
+
+    // Redis away: it leaves the fleet, and renews nothing while out.
+    link.reply(new Error('Redis is unavailable'));
+    await jest.advanceTimersByTimeAsync(500);
+    expect(circuit.scope).toBe('replica');
+    await jest.advanceTimersByTimeAsync(2000);
+    expect(renewals()).toHaveLength(3);
+
+    // Back in the fleet: renewed again until the trial's outcome is told, then never.
+    link.reply(granted);
+    expect(await circuit.join()).toBe(true);
+    link.reply(undefined);
+    await jest.advanceTimersByTimeAsync(500);
+    expect(renewals()).toHaveLength(4);
+    link.reply(fleetState({ version: 3, generation: 4, by: 'me', changed: true }));
+    await circuit.settle(ticket, { kind: 'success' }, NOW);
+    await jest.advanceTimersByTimeAsync(5000);
+    expect(renewals()).toHaveLength(4);
+    expect(circuit.state(NOW)).toBe('closed');
+  });
+
+  it('renews nothing with renewal off, and stops renewing at shutdown', async () => {
+    jest.useFakeTimers();
+    const link = new ScriptedLink();
+    const half = fleetState({ phase: 'half_open', generation: 3 });
+    const granted = fleetState({
+      version: 2,
+      phase: 'half_open',
+      generation: 3,
+      leased: true,
+      leaseUntil: NOW + 2000,
+      by: 'me',
+      granted: true,
+    });
+    const off = await joined(link, half);
+    link.reply(granted);
+    expect(await off.circuit.admit(NOW)).toMatchObject({ trial: true });
+    await jest.advanceTimersByTimeAsync(10_000);
+    expect(link.calls.filter((call) => call.script === 'renew')).toHaveLength(0);
+
+    const other = new ScriptedLink();
+    const on = await joined(other, half, { ...POLICY, leaseRenewMs: 500 });
+    other.reply(granted);
+    expect(await on.circuit.admit(NOW)).toMatchObject({ trial: true });
+    other.reply(undefined);
+    on.circuit.shutdown(NOW);
+    await jest.advanceTimersByTimeAsync(10_000);
+    // Shutdown gives the trial back; nothing is renewed after.
+    expect(other.calls.map((call) => call.script)).toEqual(['join', 'acquire', 'trial']);
   });
 
   it('falls back to its own circuit when asking for the trial fails, and takes the trial there', async () => {

@@ -30,6 +30,11 @@ export interface FleetLink {
 export interface FleetCircuitPolicy extends CircuitPolicy {
   /** How long the half-open trial's lease holds: a little past the breaker's call time-out. */
   leaseMs: number;
+  /**
+   * While this replica's trial runs, its lease is renewed (to `leaseMs` from then) this often, so a trial longer than
+   * the lease (a long stream) stays the only one; a replica that dies stops renewing and the lease runs out. 0: never.
+   */
+  leaseRenewMs: number;
 }
 
 const TRIAL_ABANDONED = 'abandoned';
@@ -47,7 +52,7 @@ const isFleetTicket = (ticket: Ticket): ticket is FleetTicket => (ticket as Part
  * This replica follows a mirror of the fleet's state, kept current by each script's reply and by the changes
  * published on the circuit's channel, so admission is local: closed admits, open refuses, with no Redis round trip.
  * Redis is told each outcome (a success off the request's path: the script reads one field when there is no run of
- * failures to end), and asked, once per due trial and replica, for the trial's lease. Times from Redis are on Redis' clock; the mirror converts them with the offset
+ * failures to end), and asked, once per due trial and replica, for the trial's lease (renewed while the trial runs). Times from Redis are on Redis' clock; the mirror converts them with the offset
  * measured at each reply.
  *
  * While Redis is unavailable (a script failed or missed its deadline, or the store saw the connection go), the
@@ -73,6 +78,8 @@ export class FleetCircuit implements Circuit {
   private closedTicket: FleetTicket = { generation: 0, trial: false, fleet: true };
   /** The trial this replica holds the fleet's lease for, until its outcome is told. */
   private heldTrial?: FleetTicket;
+  /** Renews the held trial's lease while it runs. */
+  private leaseKeeper?: NodeJS.Timeout;
   /** Leases asked for whose reply missed its deadline: granted, perhaps; released once Redis answers again. */
   private readonly unheardLeases: string[] = [];
   /** This replica's own circuit opened on its own while out of the fleet (not merely seeded open from it). */
@@ -151,7 +158,7 @@ export class FleetCircuit implements Circuit {
     if (!this.joined) return;
     const { generation } = ticket;
     if (ticket.trial) {
-      if (this.heldTrial === ticket) this.heldTrial = undefined;
+      if (this.heldTrial === ticket) this.release();
       const failure = outcome.kind === 'failure' ? outcome : undefined;
       const { resetTimeoutMs, maxOpenMs, resetBackoff } = this.policy;
       return this.report(CIRCUIT_SCRIPTS.trial, [
@@ -197,6 +204,7 @@ export class FleetCircuit implements Circuit {
     // (its call is being ended), or the fleet would wait for the lease to run out.
     const held = this.heldTrial;
     if (held && this.joined) void this.settle(held, { kind: 'abandoned' }, now);
+    this.release();
     this.stopped = true;
     this.joined = false;
     this.local.shutdown(now);
@@ -273,7 +281,7 @@ export class FleetCircuit implements Circuit {
       this.follow(state);
       if (!state.granted || !this.joined) return undefined;
       const ticket: FleetTicket = { generation: state.generation, trial: true, fleet: true, token };
-      this.heldTrial = ticket;
+      this.hold(ticket);
       return ticket;
     } catch (error) {
       // Redis may have granted it all the same: the fleet would wait for the lease to run out.
@@ -283,6 +291,25 @@ export class FleetCircuit implements Circuit {
     } finally {
       this.acquiring = false;
     }
+  }
+
+  /** Holds the trial's lease, renewing it while the call runs and this replica follows the fleet. */
+  private hold(ticket: FleetTicket): void {
+    this.release();
+    this.heldTrial = ticket;
+    const { leaseMs, leaseRenewMs } = this.policy;
+    if (leaseRenewMs <= 0) return;
+    this.leaseKeeper = setInterval(() => {
+      // Out of the fleet (Redis away) nothing is renewed; back in, the script renews only a lease still this trial's.
+      if (this.joined) void this.report(CIRCUIT_SCRIPTS.renew, [String(ticket.generation), ticket.token!, String(leaseMs)]);
+    }, leaseRenewMs).unref();
+  }
+
+  /** Stops holding the trial (its outcome is being told, or this replica stops). */
+  private release(): void {
+    clearInterval(this.leaseKeeper);
+    this.leaseKeeper = undefined;
+    this.heldTrial = undefined;
   }
 
   /** Gives back a lease whose grant this replica may never have heard of. */

@@ -27,6 +27,8 @@ const MAINTAIN_INTERVAL_MS = 1000;
 const JOIN_GRACE_MS = 2000;
 /** The trial's lease outlives the call's time-out by this much, so a replica that dies mid-trial frees it soon. */
 const LEASE_MARGIN_MS = 1000;
+/** A running trial renews its lease this many times per lease: a renewal or two can be late without losing it. */
+const LEASE_RENEWALS = 3;
 
 /**
  * Links this replica's breakers to their fleet circuits in Redis (CIRCUIT_BREAKER_SHARED with REDIS_URL): runs
@@ -68,14 +70,19 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     return this.redis.isReady && this.subscribed && (this.subscriber?.isReady ?? false);
   }
 
-  /** A circuit shared by the fleet for `breaker`, linked to this store. */
+  /**
+   * A circuit shared by the fleet for `breaker`, linked to this store. Its trial's lease holds the call's time-out plus
+   * a second, renewed while the trial runs (every third of that, unless `leaseRenewMs` says otherwise; 0: never).
+   */
   circuit(
     breaker: string,
-    policy: CircuitPolicy & { timeoutMs: number },
+    policy: CircuitPolicy & { timeoutMs: number; leaseRenewMs?: number },
     onTransition: TransitionListener,
     random: () => number,
   ): FleetCircuit {
-    const circuit = new FleetCircuit(breaker, { ...policy, leaseMs: policy.timeoutMs + LEASE_MARGIN_MS }, this, onTransition, random);
+    const leaseMs = policy.timeoutMs + LEASE_MARGIN_MS;
+    const leaseRenewMs = policy.leaseRenewMs ?? Math.floor(leaseMs / LEASE_RENEWALS);
+    const circuit = new FleetCircuit(breaker, { ...policy, leaseMs, leaseRenewMs }, this, onTransition, random);
     this.circuits.set(breaker, circuit);
     if (this.subscribed)
       void this.listen(breaker).then(
