@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { createClient } from 'redis';
 import { RedisConnection } from '../src/cache/redis-connection.js';
 import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
-import { CIRCUIT_KEY_PREFIX, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
+import { CIRCUIT_KEY_PREFIX, CIRCUIT_SCRIPTS, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
 import type { FleetCircuit } from '../src/circuit-breaker/fleet/fleet-circuit.js';
 import { SharedCircuitStore } from '../src/circuit-breaker/fleet/shared-circuit-store.js';
 import type { cacheConfig } from '../src/config/cache.config.js';
@@ -489,12 +489,14 @@ describe('The fleet circuit on a real Redis', () => {
       await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
       expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
       clock.now += 1000;
-      expect(await a.circuit.admit(clock.now)).toMatchObject({ trial: true });
-      // The trial runs for 3 leases (2 s each); after each step the other replica hears a renewal and is refused.
+      const trial = (await a.circuit.admit(clock.now)) as Ticket & { token: string };
+      expect(trial).toMatchObject({ trial: true });
+      // The trial runs for 3 leases (2 s each). Each step: the other replica hears a renewal (the lease holds 2 s from
+      // now), the clock moves 1.5 s on, and the other replica is refused the trial.
       for (let step = 0; step < 4; step++) {
+        const version = Number(await admin.hGet(circuitKey(BREAKER), 'ver'));
+        expect(await eventually(() => b.circuit.version! > version, 5000)).toBe(true);
         clock.now += 1500;
-        const heard = b.circuit.version!;
-        expect(await eventually(() => b.circuit.version! > heard)).toBe(true);
         expect(await b.circuit.admit(clock.now)).toBeUndefined();
       }
       // Its holder loses Redis (as if it died): nothing renews the lease, which runs out; then the trial is free.
@@ -505,6 +507,9 @@ describe('The fleet circuit on a real Redis', () => {
       clock.now = leaseUntil - 1;
       expect(await b.circuit.admit(clock.now)).toBeUndefined();
       clock.now = leaseUntil;
+      // A renewal that comes after the lease ran out (its holder stalled) does not bring it back.
+      const late = await b.store.run(CIRCUIT_SCRIPTS.renew, BREAKER, [String(trial.generation), trial.token, String(LEASE_MS)]);
+      expect(late).toMatchObject({ granted: false, leaseUntil });
       expect(await b.circuit.admit(clock.now)).toMatchObject({ trial: true });
     } finally {
       await Promise.all([a, b].map((r) => r.close()));

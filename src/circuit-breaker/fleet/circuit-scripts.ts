@@ -180,11 +180,14 @@ return encode(changed, 0)`;
 
 /**
  * The trial's holder keeps its lease while the call runs (a long stream): ARGV 3 the generation, 4 the lease's token,
- * 5 how long it holds from now (ms). Only the holder's lease, in its generation, while half-open; otherwise nothing
- * changes (the trial ended, or its lease ran out and went to another replica).
+ * 5 how long it holds from now (ms). Only the holder's lease, in its generation, while half-open and before it ran
+ * out; otherwise nothing changes (the trial ended, or its lease ran out, perhaps to another replica) and the reply
+ * says not granted.
  */
 const RENEW = `${PRELUDE}
-if s.phase ~= 'half_open' or s.lease ~= ARGV[4] or s.gen ~= tonumber(ARGV[3]) then return encode(0, 0) end
+if s.phase ~= 'half_open' or s.lease ~= ARGV[4] or s.gen ~= tonumber(ARGV[3]) or now >= s.leaseUntil then
+  return encode(0, 0)
+end
 s.leaseUntil = now + tonumber(ARGV[5])
 save()
 return encode(0, 1)`;

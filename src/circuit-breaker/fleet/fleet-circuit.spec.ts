@@ -141,80 +141,91 @@ describe('FleetCircuit', () => {
     expect(circuit.admit(NOW + 2000)).toMatchObject({ trial: true });
   });
 
-  it('renews the lease of the trial it holds while the call runs, and stops once its outcome is told or Redis is away', async () => {
-    jest.useFakeTimers();
-    const link = new ScriptedLink();
-    const policy = { ...POLICY, leaseRenewMs: 500 };
-    const { circuit } = await joined(link, fleetState({ phase: 'half_open', generation: 3 }), policy);
-    const granted = fleetState({
-      version: 2,
-      phase: 'half_open',
-      generation: 3,
-      leased: true,
-      leaseUntil: NOW + 2000,
-      by: 'me',
-      granted: true,
-    });
-    link.reply(granted);
-    const ticket = (await circuit.admit(NOW)) as Ticket & { token: string };
-    expect(ticket).toMatchObject({ trial: true, generation: 3 });
-    const renewals = () => link.calls.filter((call) => call.script === 'renew');
-
-    link.reply(undefined, undefined);
-    await jest.advanceTimersByTimeAsync(1000);
-    expect(renewals()).toEqual([
-      { script: 'renew', args: ['3', ticket.token, '2000'] },
-      { script: 'renew', args: ['3', ticket.token, '2000'] },
-    ]);
-
-    // Redis away: it leaves the fleet, and renews nothing while out.
-    link.reply(new Error('Redis is unavailable'));
-    await jest.advanceTimersByTimeAsync(500);
-    expect(circuit.scope).toBe('replica');
-    await jest.advanceTimersByTimeAsync(2000);
-    expect(renewals()).toHaveLength(3);
-
-    // Back in the fleet: renewed again until the trial's outcome is told, then never.
-    link.reply(granted);
-    expect(await circuit.join()).toBe(true);
-    link.reply(undefined);
-    await jest.advanceTimersByTimeAsync(500);
-    expect(renewals()).toHaveLength(4);
-    link.reply(fleetState({ version: 3, generation: 4, by: 'me', changed: true }));
-    await circuit.settle(ticket, { kind: 'success' }, NOW);
-    await jest.advanceTimersByTimeAsync(5000);
-    expect(renewals()).toHaveLength(4);
-    expect(circuit.state(NOW)).toBe('closed');
-  });
-
-  it('renews nothing with renewal off, and stops renewing at shutdown', async () => {
-    jest.useFakeTimers();
-    const link = new ScriptedLink();
+  describe('renewing the lease of the trial it holds', () => {
     const half = fleetState({ phase: 'half_open', generation: 3 });
-    const granted = fleetState({
-      version: 2,
-      phase: 'half_open',
-      generation: 3,
-      leased: true,
-      leaseUntil: NOW + 2000,
-      by: 'me',
-      granted: true,
-    });
-    const off = await joined(link, half);
-    link.reply(granted);
-    expect(await off.circuit.admit(NOW)).toMatchObject({ trial: true });
-    await jest.advanceTimersByTimeAsync(10_000);
-    expect(link.calls.filter((call) => call.script === 'renew')).toHaveLength(0);
+    const leased = (version: number, granted = true) =>
+      fleetState({ version, phase: 'half_open', generation: 3, leased: true, leaseUntil: NOW + 2000, by: 'me', granted });
+    const renewals = (link: ScriptedLink) => link.calls.filter((call) => call.script === 'renew');
 
-    const other = new ScriptedLink();
-    const on = await joined(other, half, { ...POLICY, leaseRenewMs: 500 });
-    other.reply(granted);
-    expect(await on.circuit.admit(NOW)).toMatchObject({ trial: true });
-    other.reply(undefined);
-    on.circuit.shutdown(NOW);
-    await jest.advanceTimersByTimeAsync(10_000);
-    // Shutdown gives the trial back; nothing is renewed after.
-    expect(other.calls.map((call) => call.script)).toEqual(['join', 'acquire', 'trial']);
+    async function holdingTrial(leaseRenewMs = 500) {
+      jest.useFakeTimers();
+      const link = new ScriptedLink();
+      const { circuit } = await joined(link, half, { ...POLICY, leaseRenewMs });
+      link.reply(leased(2));
+      const ticket = (await circuit.admit(NOW)) as Ticket & { token: string };
+      expect(ticket).toMatchObject({ trial: true, generation: 3 });
+      return { link, circuit, ticket };
+    }
+
+    it('renews while the call runs, and stops once its outcome is told', async () => {
+      const { link, circuit, ticket } = await holdingTrial();
+      link.reply(leased(3), leased(4));
+      await jest.advanceTimersByTimeAsync(1000);
+      expect(renewals(link)).toEqual([
+        { script: 'renew', args: ['3', ticket.token, '2000'] },
+        { script: 'renew', args: ['3', ticket.token, '2000'] },
+      ]);
+      link.reply(fleetState({ version: 5, generation: 4, by: 'me', changed: true }));
+      await circuit.settle(ticket, { kind: 'success' }, NOW);
+      expect(circuit.state(NOW)).toBe('closed');
+      expect(jest.getTimerCount()).toBe(0);
+      await jest.advanceTimersByTimeAsync(5000);
+      expect(renewals(link)).toHaveLength(2);
+    });
+
+    it('stops once the script says the lease is no longer its own (ran out, or went elsewhere)', async () => {
+      const { link } = await holdingTrial();
+      link.reply(leased(3, false));
+      await jest.advanceTimersByTimeAsync(500);
+      expect(renewals(link)).toHaveLength(1);
+      expect(jest.getTimerCount()).toBe(0);
+    });
+
+    it('renews nothing while out of the fleet, and again once back, for a trial still running', async () => {
+      const { link, circuit } = await holdingTrial();
+      link.reply(new Error('Redis is unavailable'));
+      await jest.advanceTimersByTimeAsync(500);
+      expect(circuit.scope).toBe('replica');
+      await jest.advanceTimersByTimeAsync(2000);
+      expect(renewals(link)).toHaveLength(1);
+
+      link.reply(leased(3), leased(4));
+      expect(await circuit.join()).toBe(true);
+      await jest.advanceTimersByTimeAsync(500);
+      expect(renewals(link)).toHaveLength(2);
+    });
+
+    it('gives back, once Redis answers again, the lease of a trial that ended while out of the fleet, and renews it no more', async () => {
+      const { link, circuit, ticket } = await holdingTrial();
+      link.reply(new Error('Redis is unavailable'));
+      await jest.advanceTimersByTimeAsync(500);
+      expect(circuit.scope).toBe('replica');
+      await circuit.settle(ticket, { kind: 'success' }, NOW);
+      expect(jest.getTimerCount()).toBe(0);
+
+      link.reply(leased(3), fleetState({ version: 4, phase: 'half_open', generation: 3, by: 'me' }));
+      expect(await circuit.join()).toBe(true);
+      await jest.advanceTimersByTimeAsync(5000);
+      expect(link.calls.slice(-2)).toEqual([
+        expect.objectContaining({ script: 'join' }),
+        { script: 'trial', args: ['-1', ticket.token, 'abandoned', '0', '0', '1', '0', '', '', '0'] },
+      ]);
+      expect(renewals(link)).toHaveLength(1);
+    });
+
+    it('gives the trial back at shutdown and renews nothing after; with renewal off, renews nothing at all', async () => {
+      const { link, circuit } = await holdingTrial();
+      link.reply(undefined);
+      circuit.shutdown(NOW);
+      expect(jest.getTimerCount()).toBe(0);
+      await jest.advanceTimersByTimeAsync(10_000);
+      expect(link.calls.map((call) => call.script)).toEqual(['join', 'acquire', 'trial']);
+
+      const off = await holdingTrial(0);
+      expect(jest.getTimerCount()).toBe(0);
+      await jest.advanceTimersByTimeAsync(10_000);
+      expect(renewals(off.link)).toHaveLength(0);
+    });
   });
 
   it('falls back to its own circuit when asking for the trial fails, and takes the trial there', async () => {

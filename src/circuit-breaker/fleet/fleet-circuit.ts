@@ -154,11 +154,15 @@ export class FleetCircuit implements Circuit {
       this.local.settle(ticket, outcome, now);
       return;
     }
+    if (ticket.trial && this.heldTrial === ticket) {
+      this.release();
+      // Ended while out of the fleet: its lease is given back once Redis answers again.
+      if (!this.joined) this.unheardLeases.push(ticket.token!);
+    }
     // A call the fleet admitted that ends while this replica is out of the fleet counts nowhere.
     if (!this.joined) return;
     const { generation } = ticket;
     if (ticket.trial) {
-      if (this.heldTrial === ticket) this.release();
       const failure = outcome.kind === 'failure' ? outcome : undefined;
       const { resetTimeoutMs, maxOpenMs, resetBackoff } = this.policy;
       return this.report(CIRCUIT_SCRIPTS.trial, [
@@ -300,8 +304,12 @@ export class FleetCircuit implements Circuit {
     const { leaseMs, leaseRenewMs } = this.policy;
     if (leaseRenewMs <= 0) return;
     this.leaseKeeper = setInterval(() => {
-      // Out of the fleet (Redis away) nothing is renewed; back in, the script renews only a lease still this trial's.
-      if (this.joined) void this.report(CIRCUIT_SCRIPTS.renew, [String(ticket.generation), ticket.token!, String(leaseMs)]);
+      // Out of the fleet (Redis away) nothing is renewed; back in, the script renews only a lease still this trial's
+      // and not yet run out. Once it is not (the lease ran out, went elsewhere, or the trial ended), renewing stops.
+      if (!this.joined) return;
+      void this.report(CIRCUIT_SCRIPTS.renew, [String(ticket.generation), ticket.token!, String(leaseMs)], (state) => {
+        if (!state.granted && this.heldTrial === ticket) this.release();
+      });
     }, leaseRenewMs).unref();
   }
 
@@ -325,9 +333,13 @@ export class FleetCircuit implements Circuit {
   }
 
   /** Tells the fleet an outcome; the promise resolves once the reply is followed (or Redis failed), never rejects. */
-  private report(script: CircuitScript, args: string[]): Promise<void> {
+  private report(script: CircuitScript, args: string[], onReply?: (state: FleetState) => void): Promise<void> {
     const reported = this.link.run(script, this.breaker, args).then(
-      (state) => state && this.follow(state),
+      (state) => {
+        if (!state) return;
+        this.follow(state);
+        onReply?.(state);
+      },
       (error: unknown) => this.leave(reason(error)),
     );
     this.reports.add(reported);
