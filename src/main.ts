@@ -8,6 +8,7 @@ import { APP_OPTIONS, configureApp, createHttpAdapter } from './app.setup.js';
 import { appConfig } from './config/app.config.js';
 import { InvalidEnvironmentError, loadEnvironment } from './config/environment.js';
 import { ApplicationReadiness } from './health/application-readiness.js';
+import { errorMessage } from './logging/error-message.js';
 
 const logger = new Logger('Bootstrap');
 
@@ -40,7 +41,7 @@ function stopGracefullyOnSignals(app: NestFastifyApplication, drainMs: number): 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, (received) => {
       stop(received).catch((error: unknown) => {
-        logger.error(`Shutdown failed: ${error instanceof Error ? error.message : String(error)}`);
+        logger.error(`Shutdown failed: ${errorMessage(error)}`);
         process.exit(1);
       });
     });

@@ -1,3 +1,5 @@
+import { errorMessage } from '../logging/error-message.js';
+
 /**
  * `operation`'s result, or `onMiss(why)` when it fails or takes longer than `ms`: a Redis command must never hold a
  * request longer than that (a paused or swapping Redis can leave the connection open and answer nothing).
@@ -10,7 +12,7 @@ export async function withinDeadline<T, M>(operation: Promise<T>, ms: number, on
     const result = await Promise.race([operation, deadline]);
     return result === missed ? onMiss(`no answer within ${ms} ms`) : result;
   } catch (error) {
-    return onMiss(error instanceof Error ? error.message : String(error));
+    return onMiss(errorMessage(error));
   } finally {
     clearTimeout(timer);
   }

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { errorMessage } from '../logging/error-message.js';
 import { Bulkhead } from './bulkhead.js';
 import {
   BreakerShutdownError,
@@ -422,7 +423,7 @@ export class CircuitBreaker {
         listener(event);
       } catch (error) {
         // An observer's bug must not change a call's outcome or the breaker's state.
-        this.logger.warn(`A listener of circuit "${this.name}" threw: ${error instanceof Error ? error.message : String(error)}`);
+        this.logger.warn(`A listener of circuit "${this.name}" threw: ${errorMessage(error)}`);
       }
     }
   }

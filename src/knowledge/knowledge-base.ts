@@ -5,6 +5,7 @@ import MiniSearch from 'minisearch';
 import { hash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { knowledgeConfig } from '../config/knowledge.config.js';
+import { errorMessage } from '../logging/error-message.js';
 import { chunkDocument, type Chunk } from './document-chunker.js';
 import { loadDocuments, type LoadedDocuments } from './document-loader.js';
 import type { Excerpt } from './excerpt.js';
@@ -88,9 +89,7 @@ export class KnowledgeBase implements OnModuleInit {
       loaded = await loadDocuments(dir);
     } catch (error) {
       // Without a knowledge base the service still answers from the model and the cache.
-      this.logger.warn(
-        `Knowledge dir ${dir} cannot be read (${error instanceof Error ? error.message : String(error)}); serving no excerpts`,
-      );
+      this.logger.warn(`Knowledge dir ${dir} cannot be read (${errorMessage(error)}); serving no excerpts`);
       return;
     }
     for (const file of loaded.skipped) this.logger.warn(`Skipped ${file.path} in ${dir}: ${file.reason}`);

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '../../src/logging/error-message.js';
 import { type AppProcess, killAppProcesses, startAppProcess } from '../support/app-process.js';
 import type { BreakerEntry, HealthBody } from '../support/http.js';
 import { until } from '../support/load.js';
@@ -100,7 +101,7 @@ async function ask(replica: Replica, question: Question = nextQuestion()): Promi
       answeredAt,
     };
   } catch (error) {
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     return {
       replica: replica.name,
       question,

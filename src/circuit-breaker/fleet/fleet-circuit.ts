@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { errorMessage } from '../../logging/error-message.js';
 import {
   type CallOutcome,
   type Circuit,
@@ -258,7 +259,7 @@ export class FleetCircuit implements Circuit {
       this.heard = undefined;
       return true;
     } catch (error) {
-      this.logger.debug(`Circuit "${this.breaker}" could not join the fleet's circuit: ${reason(error)}`);
+      this.logger.debug(`Circuit "${this.breaker}" could not join the fleet's circuit: ${errorMessage(error)}`);
       return false;
     } finally {
       this.joining = false;
@@ -290,7 +291,7 @@ export class FleetCircuit implements Circuit {
     } catch (error) {
       // Redis may have granted it all the same: the fleet would wait for the lease to run out.
       this.unheardLeases.push(token);
-      this.leave(reason(error));
+      this.leave(errorMessage(error));
       return this.stopped ? undefined : this.local.admit(now);
     } finally {
       this.acquiring = false;
@@ -340,7 +341,7 @@ export class FleetCircuit implements Circuit {
         this.follow(state);
         onReply?.(state);
       },
-      (error: unknown) => this.leave(reason(error)),
+      (error: unknown) => this.leave(errorMessage(error)),
     );
     this.reports.add(reported);
     const forget = () => this.reports.delete(reported);
@@ -374,8 +375,4 @@ export class FleetCircuit implements Circuit {
     const until = mirror.phase === 'open' ? mirror.openUntil : mirror.leased ? mirror.leaseUntil : 0;
     return { state: 'open', ...base, openedAt: (mirror.openedAt || mirror.now) - this.offset, openUntil: until - this.offset };
   }
-}
-
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

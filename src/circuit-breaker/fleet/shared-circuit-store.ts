@@ -13,6 +13,7 @@ import { RedisConnection, type RedisClient } from '../../cache/redis-connection.
 import { runScript } from '../../cache/redis-script.js';
 import { withinDeadline } from '../../cache/within-deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
+import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
 import type { CircuitPolicy, TransitionListener } from '../circuit-state.js';
 import { type CircuitScript, circuitChannel, circuitKey } from './circuit-scripts.js';
@@ -117,7 +118,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     const connecting = subscriber
       .connect()
       .then(() => this.subscribeAll())
-      .catch((error: unknown) => this.logger.warn(`Breakers run on their own until Redis answers: ${reason(error)}`));
+      .catch((error: unknown) => this.logger.warn(`Breakers run on their own until Redis answers: ${errorMessage(error)}`));
     await Promise.race([connecting, delay(JOIN_GRACE_MS)]);
   }
 
@@ -162,7 +163,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     try {
       state = parseFleetState(message);
     } catch (error) {
-      this.logger.warn(`Ignored a message on circuit "${breaker}"'s channel: ${reason(error)}`);
+      this.logger.warn(`Ignored a message on circuit "${breaker}"'s channel: ${errorMessage(error)}`);
       return;
     }
     this.circuits.get(breaker)?.hear(state);
@@ -193,8 +194,4 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
 
 function delay(ms: number): Promise<undefined> {
   return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
-}
-
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
