@@ -1,4 +1,4 @@
-import { type RedisScript, redisScript } from '../../cache/redis-script.js';
+import { redisScript } from '../../cache/redis-script.js';
 
 /** Every key and channel of the fleet's circuits starts with this; bump the version when the layout changes. */
 export const CIRCUIT_KEY_PREFIX = 'assistant:circuit:v1:';
@@ -208,8 +208,6 @@ if s.phase == 'closed' and (ARGV[3] == '1' or lost) then
   return encode(1, 0)
 end
 return encode(0, 0)`;
-
-export type CircuitScript = RedisScript;
 
 export const CIRCUIT_SCRIPTS = {
   failure: redisScript('failure', FAILURE),

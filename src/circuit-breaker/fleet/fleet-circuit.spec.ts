@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
+import type { RedisScript } from '../../cache/redis-script.js';
 import type { CallOutcome, CircuitPolicy, CircuitState, Ticket } from '../circuit-state.js';
-import type { CircuitScript } from './circuit-scripts.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
 import { type FleetState, parseFleetState } from './fleet-state.js';
 
@@ -56,7 +56,7 @@ class ScriptedLink implements FleetLink {
     return this;
   }
 
-  run(script: CircuitScript, _breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+  run(script: RedisScript, _breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
     this.calls.push({ script: script.name, args });
     const reply = this.replies.shift();
     return reply instanceof Error ? Promise.reject(reply) : Promise.resolve(reply);

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { RedisScript } from '../../cache/redis-script.js';
 import { errorMessage } from '../../logging/error-message.js';
 import {
   type CallOutcome,
@@ -12,7 +13,7 @@ import {
   type Ticket,
   type TransitionListener,
 } from '../circuit-state.js';
-import { CIRCUIT_SCRIPTS, type CircuitScript } from './circuit-scripts.js';
+import { CIRCUIT_SCRIPTS } from './circuit-scripts.js';
 import type { FleetState } from './fleet-state.js';
 
 /** What a fleet circuit needs from the store that links it to Redis (SharedCircuitStore). */
@@ -25,7 +26,7 @@ export interface FleetLink {
    * Runs one of the circuit's scripts on Redis (within a deadline): the state it left, or undefined when it changed
    * nothing and said so with an empty reply. Rejects on any Redis trouble.
    */
-  run(script: CircuitScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined>;
+  run(script: RedisScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined>;
 }
 
 export interface FleetCircuitPolicy extends CircuitPolicy {
@@ -53,8 +54,8 @@ const isFleetTicket = (ticket: Ticket): ticket is FleetTicket => (ticket as Part
  * This replica follows a mirror of the fleet's state, kept current by each script's reply and by the changes
  * published on the circuit's channel, so admission is local: closed admits, open refuses, with no Redis round trip.
  * Redis is told each outcome (a success off the request's path: the script reads one field when there is no run of
- * failures to end), and asked, once per due trial and replica, for the trial's lease (renewed while the trial runs). Times from Redis are on Redis' clock; the mirror converts them with the offset
- * measured at each reply.
+ * failures to end), and asked, once per due trial and replica, for the trial's lease (renewed while the trial runs).
+ * Times from Redis are on Redis' clock; the mirror converts them with the offset measured at each reply.
  *
  * While Redis is unavailable (a script failed or missed its deadline, or the store saw the connection go), the
  * replica runs its own CircuitStateMachine, seeded from the fleet's last state; it joins again when Redis is back,
@@ -327,14 +328,14 @@ export class FleetCircuit implements Circuit {
   }
 
   /** A script that always replies with the state. */
-  private async ask(script: CircuitScript, args: string[]): Promise<FleetState> {
+  private async ask(script: RedisScript, args: string[]): Promise<FleetState> {
     const state = await this.link.run(script, this.breaker, args);
     if (!state) throw new Error(`the circuit's ${script.name} script replied nothing`);
     return state;
   }
 
   /** Tells the fleet an outcome; the promise resolves once the reply is followed (or Redis failed), never rejects. */
-  private report(script: CircuitScript, args: string[], onReply?: (state: FleetState) => void): Promise<void> {
+  private report(script: RedisScript, args: string[], onReply?: (state: FleetState) => void): Promise<void> {
     const reported = this.link.run(script, this.breaker, args).then(
       (state) => {
         if (!state) return;

@@ -10,13 +10,13 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { RedisConnection, type RedisClient } from '../../cache/redis-connection.js';
-import { runScript } from '../../cache/redis-script.js';
+import { type RedisScript, runScript } from '../../cache/redis-script.js';
 import { withinDeadline } from '../../cache/within-deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
 import type { CircuitPolicy, TransitionListener } from '../circuit-state.js';
-import { type CircuitScript, circuitChannel, circuitKey } from './circuit-scripts.js';
+import { circuitChannel, circuitKey } from './circuit-scripts.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
 import { type FleetState, parseFleetState } from './fleet-state.js';
 
@@ -93,7 +93,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     return circuit;
   }
 
-  async run(script: CircuitScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+  async run(script: RedisScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
     const client = this.redis.client;
     // The connection reports the cause (once per outage); here it is only why the circuit is this replica's own.
     if (!client || !this.redis.isReady) throw new Error('Redis is unavailable');
