@@ -46,12 +46,27 @@ export class ModelRequestRejectedError extends Error {
   }
 }
 
+/** This replica's own resources ran out: file descriptors (EMFILE, ENFILE), socket buffers, local ports, memory. */
+export type LocalResourceCode = 'EMFILE' | 'ENFILE' | 'ENOBUFS' | 'EADDRNOTAVAIL' | 'ENOMEM' | 'ERR_MEMORY_ALLOCATION_FAILED';
+
+/** The call failed on this replica before the model could answer: not the model's failure, so it does not count. */
+export class LocalResourceError extends Error {
+  constructor(
+    readonly code: LocalResourceCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LocalResourceError';
+  }
+}
+
 /**
- * What an error says to the breaker: a request-specific rejection or a missing configuration does not count; a
- * wait hint holds the circuit open that long; a failure that hits every request opens it at once; anything
- * else counts toward the threshold.
+ * What an error says to the breaker: a request-specific rejection or a missing configuration does not count, nor
+ * does this replica's own shortage (`local`); a wait hint holds the circuit open that long; a failure that hits every
+ * request opens it at once; anything else counts toward the threshold.
  */
 export function modelFailureVerdict(error: unknown): FailureVerdict {
+  if (error instanceof LocalResourceError) return { counts: false, local: true };
   if (error instanceof ModelRequestRejectedError || error instanceof ModelUnconfiguredError) return { counts: false };
   if (!(error instanceof ModelCallFailedError)) return { counts: true };
   const { kind, status, retryAfterSeconds } = error;

@@ -17,6 +17,20 @@ describe('retryAfterFromUpstream', () => {
     expect(retryAfterFromUpstream(headers({ ratelimit: '"api";r=0;t=55' }), undefined)).toBe(55);
   });
 
+  it("ignores the Hub's ratelimit header while requests remain: t is then only when the window resets", () => {
+    expect(retryAfterFromUpstream(headers({ ratelimit: '"api";r=489;t=189' }), undefined)).toBeUndefined();
+    expect(retryAfterFromUpstream(headers({ ratelimit: '"api";t=189' }), undefined)).toBeUndefined();
+  });
+
+  it('waits for the longest exhausted limit when the ratelimit header lists several', () => {
+    expect(retryAfterFromUpstream(headers({ ratelimit: '"api";r=0;t=55, "burst";r=3;t=500, "day";r=0;t=70' }), undefined)).toBe(70);
+    expect(retryAfterFromUpstream(headers({ ratelimit: '"api";r=12;t=55, "burst";r=0;t=2' }), undefined)).toBe(2);
+  });
+
+  it('falls through to estimated_time when the ratelimit header still has requests left', () => {
+    expect(retryAfterFromUpstream(headers({ ratelimit: '"api";r=489;t=189' }), { estimated_time: 20.5 })).toBe(21);
+  });
+
   it("reads a model-loading body's estimated_time when no header says anything", () => {
     expect(retryAfterFromUpstream(headers({}), { error: 'loading', estimated_time: 20.3 })).toBe(21);
   });

@@ -1,6 +1,6 @@
 /**
  * The upstream's wait hint in whole seconds, from (in order) `Retry-After` (seconds or HTTP date),
- * the Hub's IETF-draft `ratelimit: "api";r=0;t=55`, or HF's model-loading `estimated_time`.
+ * the Hub's IETF-draft `ratelimit: "api";r=0;t=55` (only with no requests remaining), or HF's model-loading `estimated_time`.
  */
 export function retryAfterFromUpstream(headers: Headers | undefined, body: unknown, now = Date.now()): number | undefined {
   return fromRetryAfter(headers?.get('retry-after'), now) ?? fromRateLimit(headers?.get('ratelimit')) ?? fromEstimatedTime(body);
@@ -14,9 +14,23 @@ function fromRetryAfter(value: string | null | undefined, now: number): number |
   return Number.isNaN(date) ? undefined : wholeSeconds((date - now) / 1000);
 }
 
+/**
+ * The Hub sends `ratelimit: "api";r=489;t=189` on ordinary answers too: `t` is when its window resets, a wait only
+ * once no requests remain (`r=0`). Of several limits (comma-separated), the longest exhausted one.
+ */
 function fromRateLimit(value: string | null | undefined): number | undefined {
-  const match = value?.match(/(?:^|;)\s*t=(\d+)/);
-  return match ? wholeSeconds(Number(match[1])) : undefined;
+  const waits = (value ?? '').split(',').flatMap((limit) => {
+    const remaining = parameter(limit, 'r');
+    const reset = parameter(limit, 't');
+    return remaining === 0 && reset !== undefined ? [reset] : [];
+  });
+  return waits.length > 0 ? wholeSeconds(Math.max(...waits)) : undefined;
+}
+
+/** An integer parameter (`;key=123`) of one structured-field item. */
+function parameter(item: string, key: 'r' | 't'): number | undefined {
+  const match = new RegExp(`;\\s*${key}=(\\d+)`).exec(item);
+  return match ? Number(match[1]) : undefined;
 }
 
 function fromEstimatedTime(body: unknown): number | undefined {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { InferenceClientProviderApiError, InferenceClientProviderOutputError } from '@huggingface/inference';
-import { modelFailureVerdict, ModelCallFailedError, ModelRequestRejectedError } from './hf-textgen.errors.js';
+import { LocalResourceError, modelFailureVerdict, ModelCallFailedError, ModelRequestRejectedError } from './hf-textgen.errors.js';
 import { classifyUpstreamError } from './upstream-error.classifier.js';
 
 // What the client throws, built by hand for the shapes a real upstream rarely sends; the common ones go over HTTP in hf-textgen.service.spec.
@@ -52,6 +52,56 @@ describe('classifyUpstreamError', () => {
         },
       ],
       [
+        'vLLM’s flat ErrorResponse, its text at a top-level message, the completion alone over the context length',
+        400,
+        {
+          object: 'error',
+          message:
+            "'max_tokens' or 'max_completion_tokens' is too large: 8192. This model's maximum context length is 4096 tokens and your request has 25 input tokens (8192 > 4096 - 25).",
+          type: 'BadRequestError',
+          param: null,
+          code: 400,
+        },
+      ],
+      [
+        'vLLM’s nested ErrorResponse in its current wording, the completion alone over the context length',
+        400,
+        {
+          error: {
+            message:
+              "'max_tokens' or 'max_completion_tokens' is too large: 8192. This model's maximum context length is 4096 tokens and your request has 25 input tokens (8192 > 4096 - 25). None",
+            type: 'BadRequestError',
+            param: null,
+            code: 400,
+          },
+        },
+      ],
+      [
+        'vLLM’s flat ErrorResponse in its older wording, the completion alone over the context length',
+        400,
+        {
+          object: 'error',
+          message:
+            "This model's maximum context length is 4096 tokens. However, you requested 8292 tokens (100 in the messages, 8192 in the completion). Please reduce the length of the messages or completion.",
+          type: 'BadRequestError',
+          param: null,
+          code: 400,
+        },
+      ],
+      [
+        'OpenAI’s context_length_exceeded wording, the completion alone over the context length',
+        400,
+        {
+          error: {
+            message:
+              "This model's maximum context length is 4097 tokens. However, you requested 8354 tokens (162 in your prompt; 8192 for the completion). Please reduce your prompt; or completion length.",
+            type: 'invalid_request_error',
+            param: 'messages',
+            code: 'context_length_exceeded',
+          },
+        },
+      ],
+      [
         'an OpenAI-style max_tokens over the model’s completion limit',
         400,
         {
@@ -83,6 +133,40 @@ describe('classifyUpstreamError', () => {
             message:
               "This model's maximum context length is 4096 tokens. However, you requested 4296 tokens (4096 in the messages, 200 in the completion).",
             type: 'BadRequestError',
+          },
+        },
+      ],
+      [
+        'vLLM’s current wording when this prompt leaves too little room for the completion',
+        {
+          object: 'error',
+          message:
+            "'max_tokens' or 'max_completion_tokens' is too large: 512. This model's maximum context length is 4096 tokens and your request has 3700 input tokens (512 > 4096 - 3700).",
+          type: 'BadRequestError',
+          param: null,
+          code: 400,
+        },
+      ],
+      [
+        'vLLM: this prompt alone over the context length',
+        {
+          object: 'error',
+          message:
+            "This model's maximum context length is 4096 tokens. However, your request has 5000 input tokens. Please reduce the length of the input messages.",
+          type: 'BadRequestError',
+          param: null,
+          code: 400,
+        },
+      ],
+      [
+        'OpenAI’s context_length_exceeded wording when the prompt is what is too long',
+        {
+          error: {
+            message:
+              "This model's maximum context length is 4097 tokens. However, you requested 4512 tokens (4000 in your prompt; 512 for the completion). Please reduce your prompt; or completion length.",
+            type: 'invalid_request_error',
+            param: 'messages',
+            code: 'context_length_exceeded',
           },
         },
       ],
@@ -120,6 +204,14 @@ describe('classifyUpstreamError', () => {
       expect(error.message).toBe('The model rejected this request (422): messages must contain at least one user message');
     });
 
+    it('quotes the top-level message of a flat error body, as vLLM sends it', () => {
+      const error = classifyUpstreamError(
+        httpError(400, { object: 'error', message: 'temperature must be non-negative', type: 'BadRequestError', param: null, code: 400 }),
+      );
+      expect(error).toBeInstanceOf(ModelRequestRejectedError);
+      expect(error.message).toBe('The model rejected this request (400): temperature must be non-negative');
+    });
+
     it('falls back to the status when the error object has no text message', () => {
       const error = classifyUpstreamError(httpError(500, { error: { code: 'internal', message: 42 } }));
       expect(error.message).toBe('The model endpoint answered 500: HTTP 500');
@@ -131,6 +223,23 @@ describe('classifyUpstreamError', () => {
       });
       expect(error).toMatchObject({ name: 'ModelCallFailedError', kind: 'http', status: 429, retryAfterSeconds: 12 });
       expect(error.message).toBe('The model endpoint answered 429: Rate limit reached');
+    });
+  });
+
+  describe('the Hub’s ratelimit header', () => {
+    it('counts a 503 that still has requests left in its quota, without holding the circuit open for the window', () => {
+      const error = classifyUpstreamError(httpError(503, { error: 'Model is overloaded', error_type: 'overloaded' }), {
+        headers: new Headers({ ratelimit: '"api";r=489;t=189', 'ratelimit-policy': '"fixed window";"api";q=500;w=300' }),
+      });
+      expect(error).toMatchObject({ name: 'ModelCallFailedError', status: 503, retryAfterSeconds: undefined });
+      expect(modelFailureVerdict(error)).toEqual({ counts: true, kind: 'http', status: 503 });
+    });
+
+    it('holds the circuit open for t seconds once no requests remain (r=0)', () => {
+      const error = classifyUpstreamError(httpError(429, { error: 'Too many requests' }), {
+        headers: new Headers({ ratelimit: '"api";r=0;t=55' }),
+      });
+      expect(modelFailureVerdict(error)).toEqual({ counts: true, kind: 'http', status: 429, holdOpenMs: 55_000 });
     });
   });
 
@@ -190,10 +299,82 @@ describe('classifyUpstreamError', () => {
     });
   });
 
+  describe('this replica out of file descriptors, sockets or memory', () => {
+    /** What undici's fetch throws when the socket could not be made: the errno code is on the cause. */
+    const socketError = (code: string) =>
+      Object.assign(new Error(`connect ${code} 127.0.0.1:8080 - Local (undefined:undefined)`), { code });
+
+    it.each(['EMFILE', 'ENFILE', 'ENOBUFS', 'EADDRNOTAVAIL', 'ENOMEM'])(
+      'does not blame the model when fetch fails with %s: it counts neither way and says it is local',
+      (code) => {
+        const error = classifyUpstreamError(new TypeError('fetch failed', { cause: socketError(code) }));
+        expect(error).toBeInstanceOf(LocalResourceError);
+        expect(error).toMatchObject({ name: 'LocalResourceError', code });
+        expect(modelFailureVerdict(error)).toEqual({ counts: false, local: true });
+      },
+    );
+
+    it('finds the code one level deeper, on the cause’s own cause', () => {
+      const wrapped = new Error('connection failed', { cause: socketError('EMFILE') });
+      const error = classifyUpstreamError(new TypeError('fetch failed', { cause: wrapped }));
+      expect(error).toMatchObject({ name: 'LocalResourceError', code: 'EMFILE' });
+    });
+
+    it('finds the code among the attempts of an AggregateError (each address family tried in turn)', () => {
+      const attempts = new AggregateError([socketError('ECONNREFUSED'), socketError('EADDRNOTAVAIL')], 'connect failed');
+      expect(classifyUpstreamError(new TypeError('fetch failed', { cause: attempts }))).toMatchObject({ code: 'EADDRNOTAVAIL' });
+      expect(classifyUpstreamError(attempts)).toMatchObject({ name: 'LocalResourceError', code: 'EADDRNOTAVAIL' });
+    });
+
+    it('still blames the model endpoint when every attempt of an AggregateError was refused', () => {
+      const attempts = new AggregateError([socketError('ECONNREFUSED'), socketError('ECONNREFUSED')], 'connect failed');
+      const error = classifyUpstreamError(new TypeError('fetch failed', { cause: attempts }));
+      expect(error).toMatchObject({ name: 'ModelCallFailedError', kind: 'network' });
+      expect(modelFailureVerdict(error).counts).toBe(true);
+    });
+
+    it.each<[string, unknown]>([
+      ['a RangeError “Array buffer allocation failed”', new RangeError('Array buffer allocation failed')],
+      [
+        'the same RangeError as a fetch failure’s cause',
+        new TypeError('fetch failed', { cause: new RangeError('Array buffer allocation failed') }),
+      ],
+      [
+        'Node’s ERR_MEMORY_ALLOCATION_FAILED',
+        Object.assign(new Error('Failed to allocate memory'), { code: 'ERR_MEMORY_ALLOCATION_FAILED' }),
+      ],
+      ['a RangeError from another realm, known by its name', foreignError('RangeError', 'Array buffer allocation failed')],
+    ])('does not blame the model for %s: the replica is out of memory', (_case, thrown) => {
+      const error = classifyUpstreamError(thrown);
+      expect(error).toMatchObject({ name: 'LocalResourceError', code: 'ERR_MEMORY_ALLOCATION_FAILED' });
+      expect(modelFailureVerdict(error)).toEqual({ counts: false, local: true });
+    });
+
+    it('names the shortage and its code in the message', () => {
+      const error = classifyUpstreamError(new TypeError('fetch failed', { cause: socketError('EMFILE') }));
+      expect(error.message).toBe('The model was not called: this replica ran out of file descriptors (EMFILE)');
+    });
+
+    it('keeps blaming the model for a RangeError that is not about memory', () => {
+      expect(classifyUpstreamError(new RangeError('Invalid string length'))).toMatchObject({
+        name: 'ModelCallFailedError',
+        kind: 'network',
+      });
+    });
+
+    it('stops looking after a few levels, so a cause that points back at itself ends the search', () => {
+      const looped: Error & { cause?: unknown } = new Error('loop');
+      looped.cause = looped;
+      expect(classifyUpstreamError(looped)).toMatchObject({ name: 'ModelCallFailedError', kind: 'network' });
+    });
+  });
+
   it('passes one of our own errors through unchanged', () => {
     const rejected = new ModelRequestRejectedError(413, 'too large');
     const failed = new ModelCallFailedError('protocol', 'no content');
+    const local = new LocalResourceError('EMFILE', 'out of file descriptors');
     expect(classifyUpstreamError(rejected)).toBe(rejected);
     expect(classifyUpstreamError(failed)).toBe(failed);
+    expect(classifyUpstreamError(local)).toBe(local);
   });
 });

@@ -1,5 +1,5 @@
 import { InferenceClientProviderApiError, InferenceClientProviderOutputError } from '@huggingface/inference';
-import { ModelCallFailedError, ModelRequestRejectedError } from './hf-textgen.errors.js';
+import { LocalResourceError, ModelCallFailedError, ModelRequestRejectedError, type LocalResourceCode } from './hf-textgen.errors.js';
 import { retryAfterFromUpstream } from './retry-after.js';
 
 /** 400/413/422 blame the request; every other status affects all requests alike (auth, credits, load, outage). */
@@ -12,6 +12,18 @@ const EVERY_REQUEST_STATUSES = new Set([401, 402, 403, 404]);
  */
 const TEMPLATE_ERROR = /template error/i;
 
+/** What this replica ran out of, by the code Node puts on the error. */
+const LOCAL_SHORTAGES: Readonly<Record<LocalResourceCode, string>> = {
+  EMFILE: 'file descriptors',
+  ENFILE: 'file descriptors (system-wide)',
+  ENOBUFS: 'socket buffers',
+  EADDRNOTAVAIL: 'local ports',
+  ENOMEM: 'memory',
+  ERR_MEMORY_ALLOCATION_FAILED: 'memory',
+};
+/** Enough to reach fetch's cause, its cause, and the attempts of an AggregateError among them; a cycle stops here too. */
+const MAX_CAUSE_DEPTH = 3;
+
 /** The token limit and the completion tokens asked for, from the wordings of TGI, vLLM and OpenAI-style servers. */
 function tokenBudget(message: string): { limit: number; completion: number } | undefined {
   // TGI: "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 12 `inputs` tokens and 8192 `max_new_tokens`"
@@ -20,9 +32,13 @@ function tokenBudget(message: string): { limit: number; completion: number } | u
   // TGI (declared): "`max_new_tokens` must be <= 2048. Given: 4096"
   const tgiMaxNew = /`?max_new_tokens`? must be <= (\d+)\. Given: (\d+)/.exec(message);
   if (tgiMaxNew) return { limit: Number(tgiMaxNew[1]), completion: Number(tgiMaxNew[2]) };
-  // vLLM: "maximum context length is 4096 tokens. However, you requested 8292 tokens (100 in the messages, 8192 in the completion)"
-  const vllm = /maximum context length is (\d+) tokens.*?(\d+) in the completion/s.exec(message);
-  if (vllm) return { limit: Number(vllm[1]), completion: Number(vllm[2]) };
+  // vLLM: "'max_tokens' or 'max_completion_tokens' is too large: 8192. This model's maximum context length is 4096 tokens and your request has 25 input tokens"
+  const vllm = /is too large: (\d+)\. This model.s maximum context length is (\d+) tokens/.exec(message);
+  if (vllm) return { limit: Number(vllm[2]), completion: Number(vllm[1]) };
+  // older vLLM: "maximum context length is 4096 tokens. However, you requested 8292 tokens (100 in the messages, 8192 in the completion)";
+  // OpenAI's context_length_exceeded: "... (162 in your prompt; 8192 for the completion)"
+  const requested = /maximum context length is (\d+) tokens.*?(\d+) (?:in|for) the completion/s.exec(message);
+  if (requested) return { limit: Number(requested[1]), completion: Number(requested[2]) };
   // OpenAI-style: "max_tokens is too large: 8192. This model supports at most 4096 completion tokens"
   const openai = /max_tokens is too large: (\d+)\. This model supports at most (\d+)/.exec(message);
   if (openai) return { limit: Number(openai[2]), completion: Number(openai[1]) };
@@ -44,11 +60,16 @@ function blamesTheDeployment(message: string): boolean {
 export function classifyUpstreamError(
   error: unknown,
   { headers, signal }: { headers?: Headers; signal?: AbortSignal } = {},
-): ModelCallFailedError | ModelRequestRejectedError {
-  if (error instanceof ModelCallFailedError || error instanceof ModelRequestRejectedError) return error;
+): ModelCallFailedError | ModelRequestRejectedError | LocalResourceError {
+  if (error instanceof ModelCallFailedError || error instanceof ModelRequestRejectedError || error instanceof LocalResourceError)
+    return error;
   if (error instanceof InferenceClientProviderApiError) return classifyHttpError(error, headers);
   if (signal?.aborted || hasName(error, 'AbortError', 'TimeoutError')) {
     return new ModelCallFailedError('timeout', 'The model call was aborted before it answered');
+  }
+  const shortage = localResourceCode(error);
+  if (shortage) {
+    return new LocalResourceError(shortage, `The model was not called: this replica ran out of ${LOCAL_SHORTAGES[shortage]} (${shortage})`);
   }
   if (error instanceof InferenceClientProviderOutputError || hasName(error, 'SyntaxError')) {
     return new ModelCallFailedError('protocol', `The model sent a response that is not a chat completion: ${messageOf(error)}`);
@@ -78,17 +99,36 @@ function isModelNotSupported(body: unknown): boolean {
   return errorObject(body)?.code === 'model_not_supported';
 }
 
+/** The error text at `error` (TGI, the router), `error.message` (OpenAI, vLLM) or a top-level `message` (older vLLM). */
 function upstreamMessage(body: unknown): string | undefined {
   if (typeof body === 'string') return body.trim() || undefined;
-  const error = (body as { error?: unknown } | null)?.error;
+  const { error, message } = (body ?? {}) as { error?: unknown; message?: unknown };
   if (typeof error === 'string') return error;
   const nested = errorObject(body)?.message;
-  return typeof nested === 'string' ? nested : undefined;
+  if (typeof nested === 'string') return nested;
+  return typeof message === 'string' ? message : undefined;
 }
 
 function errorObject(body: unknown): Record<string, unknown> | undefined {
   const error = (body as { error?: unknown } | null)?.error;
   return error && typeof error === 'object' ? (error as Record<string, unknown>) : undefined;
+}
+
+/**
+ * This replica's own shortage anywhere among the error's causes: undici puts the socket's errno code on fetch's cause
+ * (or the cause's cause), and gathers the attempts of each address family in an AggregateError. A RangeError
+ * "Array buffer allocation failed" is V8 out of memory.
+ */
+function localResourceCode(error: unknown, depth = 0): LocalResourceCode | undefined {
+  if (depth > MAX_CAUSE_DEPTH || typeof error !== 'object' || error === null) return undefined;
+  const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === 'string' && Object.hasOwn(LOCAL_SHORTAGES, code)) return code as LocalResourceCode;
+  if (hasName(error, 'RangeError') && /allocation failed/i.test(messageOf(error))) return 'ERR_MEMORY_ALLOCATION_FAILED';
+  for (const inner of [cause, ...(Array.isArray(errors) ? (errors as unknown[]) : [])]) {
+    const found = localResourceCode(inner, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 function hasName(error: unknown, ...names: string[]): boolean {

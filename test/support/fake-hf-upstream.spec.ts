@@ -156,6 +156,30 @@ describe('fault options shape the response', () => {
     expect(body.error.message).toContain("'acme/nope'");
   });
 
+  test('raw replays its status, JSON body and headers as given, to a streaming request too', async () => {
+    const body = { object: 'error', message: 'too large', type: 'BadRequestError', param: null, code: 400 };
+    upstream.setFault({ kind: 'raw', status: 400, body, headers: { ratelimit: '"api";r=489;t=189' } });
+    for (const request of [
+      { model: 'x', messages: MESSAGES },
+      { model: 'x', messages: MESSAGES, stream: true },
+    ]) {
+      const response = await postChat(request);
+      expect(response.status).toBe(400);
+      expect(response.headers.get('content-type')).toBe('application/json');
+      expect(response.headers.get('ratelimit')).toBe('"api";r=489;t=189');
+      expect(await response.json()).toEqual(body);
+    }
+  });
+
+  test('raw sends a string body as plain text, and no body at all when it has none', async () => {
+    upstream.setFault({ kind: 'raw', status: 502, body: 'Bad Gateway' });
+    const text = await postChat();
+    expect([text.status, text.headers.get('content-type'), await text.text()]).toEqual([502, 'text/plain; charset=utf-8', 'Bad Gateway']);
+    upstream.setFault({ kind: 'raw', status: 503, headers: { 'retry-after': '4' } });
+    const empty = await postChat();
+    expect([empty.status, empty.headers.get('retry-after'), await empty.text()]).toEqual([503, '4', '']);
+  });
+
   test('flapping fails every Nth call since it was set, with error500 unless told otherwise', async () => {
     upstream.setFault({ kind: 'flapping', every: 3 });
     expect(await statusesOf(6)).toEqual([200, 200, 500, 200, 200, 500]);
@@ -300,6 +324,9 @@ describe('admin interface and lifecycle', () => {
     '{"kind":"ok","keepAliveMs":-5}',
     '{"kind":"errorMidStream","errorShape":"xml"}',
     '{"kind":"sequence","faults":[{"kind":"malformedChunk","afterTokens":null}]}',
+    '{"kind":"raw"}',
+    '{"kind":"raw","status":99}',
+    '{"kind":"raw","status":503,"headers":{"retry-after":5}}',
   ])('PUT /__admin/fault refuses %s with 400 and keeps the current fault', async (body) => {
     const put = await fetch(`${upstream.url}/__admin/fault`, { method: 'PUT', body });
     expect(put.status).toBe(400);

@@ -77,10 +77,23 @@ export type Fault =
   | ({ kind: 'ok'; answer?: string } & Timing & StreamTiming)
   | ({ kind: 'loading503'; estimatedTimeSeconds?: number } & Timing)
   | ({ kind: 'rateLimited429'; retryAfterSeconds?: number; ratelimitSeconds?: number } & Timing)
+  | RawFault
   | ({ kind: TgiErrorKind | RouterErrorKind | BrokenKind } & Timing)
   | StreamFault
   | { kind: 'flapping'; every: number; failWith?: Fault }
   | { kind: 'sequence'; faults: Fault[] };
+
+/**
+ * An answer replayed as it was seen in the wild, for shapes the other faults do not make: this status, `body` sent
+ * as JSON (a string as text/plain; none: an empty body), and these headers (they may override content-type). A
+ * streaming request gets the same answer.
+ */
+export interface RawFault extends Timing {
+  kind: 'raw';
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+}
 
 export type FaultKind = Fault['kind'];
 type TgiErrorKind = keyof typeof TGI_ERRORS;
@@ -187,7 +200,7 @@ const STREAM_FAULT_KINDS = [
 ] as const satisfies ReadonlyArray<StreamFault['kind']>;
 
 const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
-  ...(['ok', 'loading503', 'rateLimited429', 'flapping', 'sequence'] as const),
+  ...(['ok', 'loading503', 'rateLimited429', 'raw', 'flapping', 'sequence'] as const),
   ...(['hang', 'reset', 'malformed', 'truncated', 'missingFields'] as const),
   ...STREAM_FAULT_KINDS,
   ...(Object.keys(TGI_ERRORS) as TgiErrorKind[]),
@@ -631,6 +644,9 @@ function respond(fault: LeafFault, res: ServerResponse, request: unknown): void 
       });
     case 'rateLimited429':
       return sendJson(res, 429, { error: 'Model is overloaded', error_type: 'overloaded' }, rateLimitHeaders(fault));
+    case 'raw':
+      if (typeof fault.body === 'string') return send(res, fault.status, fault.body, { ...TEXT_TYPE, ...fault.headers });
+      return sendJson(res, fault.status, fault.body, fault.headers);
     case 'hang':
     case 'stallBeforeFirstToken':
     case 'stallMidStream':
@@ -739,6 +755,7 @@ function countTokens(text: string): number {
 }
 
 const JSON_TYPE = { 'content-type': 'application/json' };
+const TEXT_TYPE = { 'content-type': 'text/plain; charset=utf-8' };
 
 function sendJson(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
   if (body === undefined) return send(res, status, '', headers);
@@ -789,10 +806,17 @@ function isFault(value: unknown): value is Fault {
   const { kind, every, failWith, faults, afterTokens, errorShape } = value;
   if (kind === 'flapping') return typeof every === 'number' && every >= 1 && (failWith === undefined || isFault(failWith));
   if (kind === 'sequence') return Array.isArray(faults) && faults.every(isFault);
+  if (kind === 'raw' && !isRawAnswer(value)) return false;
   const durationsOk = DURATION_OPTIONS.every((key) => value[key] === undefined || isNonNegative(value[key]));
   const afterTokensOk = afterTokens === undefined || (isNonNegative(afterTokens) && Number.isInteger(afterTokens));
   const shapeOk = errorShape === undefined || errorShape === 'chat' || errorShape === 'errorResponse';
   return durationsOk && afterTokensOk && shapeOk;
+}
+
+/** A status writeHead takes, and header values that are strings. */
+function isRawAnswer({ status, headers }: Record<string, unknown>): boolean {
+  const statusOk = typeof status === 'number' && Number.isInteger(status) && status >= 200 && status <= 599;
+  return statusOk && (headers === undefined || (isRecord(headers) && Object.values(headers).every((value) => typeof value === 'string')));
 }
 
 function isNonNegative(value: unknown): value is number {
