@@ -75,7 +75,11 @@ const CONTRACT_VARIABLES_FALLBACK: readonly string[] = [
  * except the secret ones (SECRET_VARIABLES), which come from Secrets. Each moves to the list above once the contract
  * moves its row up to the main table.
  */
-const SHIPPED_PROMISED_VARIABLES: readonly string[] = [];
+const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
+  'CIRCUIT_BREAKER_FAILURE_RATE',
+  'CIRCUIT_BREAKER_WINDOW_SECONDS',
+  'CIRCUIT_BREAKER_MIN_CALLS',
+];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];
 /** Variables whose value is a secret: each only from an optional key of a Secret, never from the ConfigMap. */
@@ -630,6 +634,9 @@ describe('deployment artefacts', () => {
         CIRCUIT_BREAKER_MAX_OPEN_SECONDS: 300,
         CIRCUIT_BREAKER_RESET_BACKOFF: 1,
         RATE_LIMIT_PER_MINUTE: 0,
+        CIRCUIT_BREAKER_FAILURE_RATE: 0,
+        CIRCUIT_BREAKER_WINDOW_SECONDS: 30,
+        CIRCUIT_BREAKER_MIN_CALLS: 20,
       });
       expect(defaults.METRICS_PORT).toBeUndefined();
       expect(defaults.ASSISTANT_API_KEYS).toBeUndefined();

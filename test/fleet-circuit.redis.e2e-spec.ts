@@ -34,6 +34,8 @@ interface Replica {
 }
 
 const clock = { now: START };
+/** The failure-rate policy off: only failures in a row open. */
+const NO_FAILURE_RATE = { failureRate: 0, windowMs: 30_000, minCalls: 20 };
 
 /**
  * `leaseRenewMs`: how often a running trial renews its lease, in real time. Off unless a test is about it: the test
@@ -87,7 +89,9 @@ async function admittedWithin(replica: Replica, ms: number): Promise<Ticket | un
 }
 
 const policyArbitrary: fc.Arbitrary<CircuitPolicy> = fc.record({
-  enabled: fc.constant(true),
+  failureRate: fc.constant(0),
+  windowMs: fc.constant(30_000),
+  minCalls: fc.constant(20),
   failureThreshold: fc.integer({ min: 1, max: 4 }),
   resetTimeoutMs: fc.constantFrom(1000, 2000),
   maxOpenMs: fc.constantFrom(3000, 300_000),
@@ -204,7 +208,7 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
 const FOUND_BY_CI: Array<[CircuitPolicy, Step[]]> = [
   [
     // A trial given back, then another replica asks for it before its mirror heard (the test waited on too little).
-    { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1 },
+    { failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1, ...NO_FAILURE_RATE },
     [
       { t: 'start', replica: 0 },
       { t: 'end', pick: 0, ending: 'hint', holdSeconds: 1 },
@@ -216,7 +220,7 @@ const FOUND_BY_CI: Array<[CircuitPolicy, Step[]]> = [
   ],
   [
     // A trial outlives its lease, another is leased, and the first ends answered: it closes (the model lacked this).
-    { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1 },
+    { failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 3000, resetBackoff: 1, ...NO_FAILURE_RATE },
     [
       { t: 'start', replica: 0 },
       { t: 'end', pick: 0, ending: 'failure', holdSeconds: 1 },
@@ -279,7 +283,7 @@ describe('The fleet circuit on a real Redis', () => {
 
   /** Two replicas (threshold 1, reset period 1 s), the circuit opened by one failure on the first and seen by both. */
   async function twoReplicasOpenedByOneFailure(): Promise<[Replica, Replica]> {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
     await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
     expect(await eventually(() => b.circuit.state(clock.now) === 'open')).toBe(true);
@@ -339,7 +343,7 @@ describe('The fleet circuit on a real Redis', () => {
   }, 120_000);
 
   it('counts failures from every replica as one run, and the opening reaches every replica; each transition is logged as made by one replica only', async () => {
-    const policy = { enabled: true, failureThreshold: 6, resetTimeoutMs: 2000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 6, resetTimeoutMs: 2000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replicas = await Promise.all([0, 1, 2].map(() => startReplica(redisServer.url, policy)));
     try {
       // 6 calls admitted at once, 2 on each replica, all failing together: one run of 6, not 2 on each.
@@ -361,7 +365,7 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('grants the half-open trial to exactly one of many replicas asking at once, and frees it when its lease runs out', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replicas = await Promise.all([0, 1, 2, 3, 4].map(() => startReplica(redisServer.url, policy)));
     try {
       const ticket = await replicas[0].circuit.admit(clock.now);
@@ -389,7 +393,7 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('follows a circuit whose hash vanished while every replica stayed connected (expired, evicted, flushed): it counts and opens again', async () => {
-    const policy = { enabled: true, failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replicas = await Promise.all([0, 1, 2].map(() => startReplica(redisServer.url, policy)));
     try {
       const [a, b] = replicas;
@@ -483,7 +487,7 @@ describe('The fleet circuit on a real Redis', () => {
   }, 30_000);
 
   it('keeps a trial that runs past its lease the only one: its holder renews the lease, and once the holder is gone it runs out', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const [a, b] = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy, true, 100)));
     try {
       await a.circuit.settle((await a.circuit.admit(clock.now))!, outcomeOf('failure', 0), clock.now);
@@ -517,7 +521,7 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('makes a replica that starts while the circuit is open refuse from its first call, with no trial of its own', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const first = await startReplica(redisServer.url, policy);
     const ticket = await first.circuit.admit(clock.now);
     await first.circuit.settle(ticket!, outcomeOf('failure', 0), clock.now);
@@ -533,7 +537,7 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it('keeps its keys under the prefix, with a TTL, and reads the time from Redis when no clock is given', async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replica = await startReplica(redisServer.url, policy, false);
     try {
       const ticket = await replica.circuit.admit(Date.now());
@@ -553,7 +557,7 @@ describe('The fleet circuit on a real Redis', () => {
   });
 
   it("has a replica that started without Redis, and opened its own circuit, open the fleet's when Redis comes", async () => {
-    const policy = { enabled: true, failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 1, resetTimeoutMs: 5000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const early = await startReplica(redisServer.url, policy);
     await redisServer.kill();
     const late = await startReplica(redisServer.url, policy);
@@ -572,7 +576,7 @@ describe('The fleet circuit on a real Redis', () => {
   }, 30_000);
 
   it('without Redis each replica carries on with its own circuit from the last shared state, and rejoins when Redis is back', async () => {
-    const policy = { enabled: true, failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1 };
+    const policy = { failureThreshold: 2, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replicas = await Promise.all([0, 1].map(() => startReplica(redisServer.url, policy)));
     try {
       const [a, b] = replicas;

@@ -178,3 +178,60 @@ describe('one circuit for the fleet', () => {
     );
   });
 });
+
+describe('a replica with CIRCUIT_BREAKER_ENABLED=false in a fleet sharing a circuit', () => {
+  it('is never refused while the fleet is open, counts nothing toward it, and never takes its trial', async () => {
+    const reset = { CIRCUIT_BREAKER_RESET_TIMEOUT: '1' };
+    const [on, off] = [await replica(reset), await replica({ ...reset, CIRCUIT_BREAKER_ENABLED: 'false' })];
+    upstream.setFault({ kind: 'error500' });
+    // Five failures on the disabled replica (threshold 3): the fleet's circuit has counted none of them.
+    for (let i = 0; i < 5; i++) expect((await ask<AnswerBody>(off.url, question())).body.fallbackReason).toBe('upstream_error');
+    expect(await breaker(on)).toMatchObject({ state: 'closed', failures: 0 });
+
+    for (let i = 0; i < 3; i++) await ask(on.url, question());
+    expect(await breaker(on)).toMatchObject({ state: 'open', failures: 3 });
+    // Its health entry shows the fleet's state, with enabled false; its calls still reach the model.
+    await eventually(
+      () => breaker(off),
+      (entry) => entry.state === 'open',
+      1000,
+    );
+    expect(await breaker(off)).toMatchObject({ state: 'open', scope: 'fleet', enabled: false });
+    const calls = upstream.calls;
+    expect((await ask<AnswerBody>(off.url, question())).body.fallbackReason).toBe('upstream_error');
+    expect(upstream.calls).toBe(calls + 1);
+
+    // Past the reset period the disabled replica's calls take no trial: the enabled replica's next call is the trial.
+    upstream.setFault({ kind: 'ok' });
+    await eventually(
+      () => breaker(on),
+      (entry) => entry.state === 'half_open',
+      3000,
+    );
+    expect((await ask<AnswerBody>(off.url, question())).body.source).toBe('llm');
+    expect(await breaker(on)).toMatchObject({ state: 'half_open' });
+    expect((await ask<AnswerBody>(on.url, question())).body.source).toBe('llm');
+    expect(await breaker(on)).toMatchObject({ state: 'closed', failures: 0 });
+  });
+});
+
+describe('the failure-rate policy across the fleet', () => {
+  it('opens, for every replica, a circuit that sees every second call fail across three replicas, which never fail 3 in a row', async () => {
+    const env = { CIRCUIT_BREAKER_FAILURE_RATE: '0.5', CIRCUIT_BREAKER_MIN_CALLS: '6', CIRCUIT_BREAKER_WINDOW_SECONDS: '60' };
+    const fleet = [await replica(env), await replica(env), await replica(env)];
+    upstream.setFault({ kind: 'flapping', every: 2 });
+    for (let i = 0; i < 5; i++) await ask(fleet[i % 3].url, question());
+    expect(await breaker(fleet[0])).toMatchObject({ state: 'closed' });
+    // The sixth call fails: 3 failures of 6 calls in the window, never two in a row.
+    await ask(fleet[5 % 3].url, question());
+    expect(upstream.calls).toBe(6);
+    for (const app of fleet)
+      await eventually(
+        () => breaker(app),
+        (entry) => entry.state === 'open',
+        1000,
+      );
+    expect((await ask<AnswerBody>(fleet[0].url, question())).body).toMatchObject({ fallbackReason: 'circuit_open' });
+    expect(upstream.calls).toBe(6);
+  });
+});

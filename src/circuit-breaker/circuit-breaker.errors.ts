@@ -73,3 +73,19 @@ export class BreakerShutdownError extends Error {
     this.name = 'BreakerShutdownError';
   }
 }
+
+/**
+ * A streamed call's consumer stopped pulling items for the stream idle time-out (its client stopped reading): the
+ * call was ended, its upstream aborted, its bulkhead place and any trial given back. It counts neither way.
+ */
+export class StreamNotConsumedError extends Error {
+  readonly code = 'ESTREAMNOTCONSUMED';
+
+  constructor(
+    readonly breaker: string,
+    readonly idleTimeoutMs: number,
+  ) {
+    super(`Stream through circuit "${breaker}" was not read for ${idleTimeoutMs}ms and was ended`);
+    this.name = 'StreamNotConsumedError';
+  }
+}

@@ -135,6 +135,9 @@ const config: fc.Arbitrary<Config> = fc.record({
   resetBackoff: fc.constantFrom(1, 2),
   maxConcurrent: fc.constantFrom(1, 3, 100),
   streamIdleTimeoutMs: fc.constant(1000),
+  failureRate: fc.constant(0),
+  windowMs: fc.constant(30_000),
+  minCalls: fc.constant(20),
 });
 
 class UpstreamDown extends Error {}

@@ -29,9 +29,7 @@ export class CircuitBreakerRegistry implements OnApplicationShutdown {
 
   add(name: string, overrides: Partial<CircuitBreakerOptions> = {}): CircuitBreaker {
     if (this.breakers.has(name)) throw new Error(DUPLICATE_BREAKER(name));
-    const { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs } =
-      this.config;
-    const options = { enabled, failureThreshold, timeoutMs, resetTimeoutMs, maxOpenMs, resetBackoff, maxConcurrent, streamIdleTimeoutMs };
+    const { name: _name, shared: _shared, ...options } = this.config;
     const breaker = new CircuitBreaker(name, { ...options, ...overrides }, Math.random, this.createCircuit);
     this.breakers.set(name, breaker);
     return breaker;

@@ -60,6 +60,9 @@ const OPTIONS: CircuitBreakerOptions = {
   resetBackoff: 1,
   maxConcurrent: 100,
   streamIdleTimeoutMs: 500,
+  failureRate: 0,
+  windowMs: 30_000,
+  minCalls: 20,
 };
 
 describe('CircuitBreaker', () => {
@@ -460,6 +463,108 @@ describe('CircuitBreaker', () => {
     });
   });
 
+  describe('disabled: no fast-fail and nothing told to the circuit', () => {
+    it('an open circuit does not refuse a disabled breaker’s calls, and a disabled breaker’s failures do not count toward opening', async () => {
+      const breaker = breakerWith({ enabled: false, failureThreshold: 1 });
+      await failTimes(breaker, 3);
+      expect(breaker.snapshot()).toMatchObject({ state: 'closed', failures: 0, enabled: false, stats: { failures: 3, rejects: 0 } });
+    });
+  });
+
+  describe('failure rate (CIRCUIT_BREAKER_FAILURE_RATE)', () => {
+    const RATE = { failureRate: 0.5, windowMs: 10_000, minCalls: 10 };
+
+    it('opens an upstream that fails every second call, which never reaches 5 failures in a row, once the window holds the minimum calls', async () => {
+      const breaker = breakerWith(RATE);
+      for (let i = 0; i < 4; i++) {
+        await expect(breaker.fire(ok)).resolves.toBe('ok');
+        await rejectionOf(breaker.fire(upstreamDown));
+      }
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(breaker.state).toBe('closed');
+      await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.snapshot()).toMatchObject({ state: 'open', failures: 1 });
+    });
+
+    it('stays closed below the rate, and with the policy off however many calls fail in turn', async () => {
+      const below = breakerWith({ ...RATE, failureRate: 0.6 });
+      const off = breakerWith();
+      for (let i = 0; i < 20; i++) {
+        for (const breaker of [below, off]) {
+          await breaker.fire(ok);
+          await rejectionOf(breaker.fire(upstreamDown));
+        }
+      }
+      expect([below.state, off.state]).toEqual(['closed', 'closed']);
+    });
+
+    it('counts only the last window: calls older than the window are forgotten, bucket by bucket', async () => {
+      const breaker = breakerWith(RATE);
+      for (let i = 0; i < 4; i++) {
+        await rejectionOf(breaker.fire(upstreamDown));
+        await breaker.fire(ok);
+      }
+      await breaker.fire(ok);
+      expect(breaker.state).toBe('closed');
+      // With these nine, one more failure would be 5 of 10; the window has moved past them: it is 1 of 1 call.
+      await jest.advanceTimersByTimeAsync(RATE.windowMs);
+      await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('starts counting anew after the circuit closed again', async () => {
+      const breaker = breakerWith({ ...RATE, failureThreshold: 100 });
+      for (let i = 0; i < 5; i++) {
+        await breaker.fire(ok);
+        await rejectionOf(breaker.fire(upstreamDown));
+      }
+      expect(breaker.state).toBe('open');
+      await jest.advanceTimersByTimeAsync(OPTIONS.resetTimeoutMs);
+      await breaker.fire(ok);
+      expect(breaker.state).toBe('closed');
+      await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.state).toBe('closed');
+    });
+  });
+
+  describe('a monotonic clock', () => {
+    it('a wall clock stepped back an hour (NTP, a VM resumed) leaves the open period as long as it was', async () => {
+      const breaker = await openedBreaker();
+      jest.setSystemTime(Date.now() - 3_600_000);
+      await jest.advanceTimersByTimeAsync(OPTIONS.resetTimeoutMs);
+      expect(breaker.state).toBe('half_open');
+      await expect(breaker.fire(ok)).resolves.toBe('ok');
+      expect(breaker.state).toBe('closed');
+    });
+
+    it('a wall clock stepped forward does not end the open period early, and Retry-After still counts down the real period', async () => {
+      const breaker = await openedBreaker();
+      jest.setSystemTime(Date.now() + 3_600_000);
+      expect(breaker.state).toBe('open');
+      expect(breaker.retryAfterSeconds()).toBe(30);
+      expect(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now()).toBe(30_000);
+    });
+  });
+
+  describe('our own resource errors (EMFILE, ENOBUFS…: a verdict with local)', () => {
+    const ours = (): FailureVerdict => ({ counts: false, local: true });
+
+    it('never count toward opening', async () => {
+      const breaker = breakerWith({ failureThreshold: 1 });
+      for (let i = 0; i < 3; i++) await rejectionOf(breaker.fire(upstreamDown, { classify: ours }));
+      expect(breaker.snapshot()).toMatchObject({ state: 'closed', failures: 0 });
+    });
+
+    it('as a half-open trial, free the trial instead of closing the circuit (the upstream proved nothing)', async () => {
+      const breaker = await openedBreaker();
+      await jest.advanceTimersByTimeAsync(OPTIONS.resetTimeoutMs);
+      await rejectionOf(breaker.fire(upstreamDown, { classify: ours }));
+      expect(breaker.state).toBe('half_open');
+      await rejectionOf(breaker.fire(upstreamDown));
+      expect(breaker.state).toBe('open');
+    });
+  });
+
   describe('retryAfterSeconds', () => {
     it('counts the seconds to the trial, rounded up', async () => {
       const breaker = await openedBreaker();
@@ -477,7 +582,7 @@ describe('CircuitBreaker', () => {
 
     it('reads half-open, with a Retry-After of 1, as soon as the open period has passed (no timer needed)', async () => {
       const breaker = await openedBreaker();
-      jest.setSystemTime(START.getTime() + 45_000);
+      jest.advanceTimersByTime(START.getTime() + 45_000 - Date.now());
       expect(breaker.state).toBe('half_open');
       expect(breaker.retryAfterSeconds()).toBe(1);
     });
@@ -939,7 +1044,7 @@ describe('CircuitBreaker', () => {
       for (let trial = 0; trial < 3; trial++) {
         const next = Date.parse(breaker.snapshot().nextAttemptAt ?? '');
         periods.push(next - Date.now());
-        jest.setSystemTime(next);
+        jest.advanceTimersByTime(next - Date.now());
         await rejectionOf(breaker.fire(upstreamDown));
       }
       periods.push(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now());
@@ -950,7 +1055,7 @@ describe('CircuitBreaker', () => {
     it('keeps a fixed period with the default backoff of 1', async () => {
       const breaker = await openedBreaker();
       for (let trial = 0; trial < 3; trial++) {
-        jest.setSystemTime(Date.parse(breaker.snapshot().nextAttemptAt ?? ''));
+        jest.advanceTimersByTime(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now());
         await rejectionOf(breaker.fire(upstreamDown));
         expect(Date.parse(breaker.snapshot().nextAttemptAt ?? '') - Date.now()).toBe(30_000);
       }

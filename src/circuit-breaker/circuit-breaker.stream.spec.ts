@@ -6,6 +6,7 @@ import {
   BulkheadFullError,
   CallTimeoutError,
   CircuitOpenError,
+  StreamNotConsumedError,
   StreamStalledError,
 } from './circuit-breaker.errors.js';
 
@@ -18,6 +19,9 @@ const OPTIONS: CircuitBreakerOptions = {
   resetBackoff: 1,
   maxConcurrent: 100,
   streamIdleTimeoutMs: 500,
+  failureRate: 0,
+  windowMs: 30_000,
+  minCalls: 20,
 };
 
 class UpstreamBroke extends Error {}
@@ -145,6 +149,45 @@ describe('CircuitBreaker.fireStream', () => {
     expect(await read).toBeInstanceOf(StreamStalledError);
     expect(feed.aborted).toBe(true);
     expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { failures: 1, timeouts: 1, successes: 0 } });
+  });
+
+  it('a consumer that stops pulling for the idle time-out (its client stopped reading) ends the call: upstream aborted, slot back, nothing counted, the next read rejects', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    const stream = await started(breaker, feed);
+    expect(await stream.next()).toEqual({ value: 'first', done: false });
+    feed.push('second');
+    await jest.advanceTimersByTimeAsync(OPTIONS.streamIdleTimeoutMs - 1);
+    expect({ inFlight: breaker.snapshot().inFlight, aborted: feed.aborted }).toEqual({ inFlight: 1, aborted: false });
+    await jest.advanceTimersByTimeAsync(1);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, failures: 0, stats: { failures: 0, successes: 0 } });
+    expect(await rejectionOf(stream.next())).toBeInstanceOf(StreamNotConsumedError);
+  });
+
+  it('a stream never read past its first item is ended the same way', async () => {
+    const breaker = breakerWith();
+    const feed = new Feed();
+    await started(breaker, feed);
+    await jest.advanceTimersByTimeAsync(OPTIONS.streamIdleTimeoutMs);
+    expect(feed.aborted).toBe(true);
+    expect(breaker.snapshot().inFlight).toBe(0);
+  });
+
+  it('a half-open trial whose consumer stops pulling gives the trial back: the next call is the new trial', async () => {
+    const breaker = breakerWith({ failureThreshold: 1 });
+    await rejectionOf(breaker.fireStream(() => Promise.reject(new UpstreamBroke('down'))));
+    await jest.advanceTimersByTimeAsync(OPTIONS.resetTimeoutMs);
+    const trialFeed = new Feed();
+    await started(breaker, trialFeed);
+    expect(await rejectionOf(breaker.fireStream(new Feed().task))).toBeInstanceOf(CircuitOpenError);
+    await jest.advanceTimersByTimeAsync(OPTIONS.streamIdleTimeoutMs);
+    expect(breaker.state).toBe('half_open');
+    const next = new Feed();
+    const stream = await started(breaker, next);
+    next.end();
+    for await (const item of stream) expect(item).toBe('first');
+    expect(breaker.state).toBe('closed');
   });
 
   it('the idle time-out is per gap: a stream longer than it, with shorter gaps, completes', async () => {

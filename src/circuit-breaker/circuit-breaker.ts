@@ -1,11 +1,13 @@
 import { Logger } from '@nestjs/common';
 import { errorMessage } from '../logging/error-message.js';
 import { Bulkhead } from './bulkhead.js';
+import type { FailureRatePolicy } from './failure-rate-window.js';
 import {
   BreakerShutdownError,
   BulkheadFullError,
   CallTimeoutError,
   CircuitOpenError,
+  StreamNotConsumedError,
   StreamStalledError,
 } from './circuit-breaker.errors.js';
 import {
@@ -17,6 +19,7 @@ import {
   type Ticket,
   type TransitionListener,
 } from './circuit-state.js';
+import { monotonicNow, toWallClock } from './monotonic-clock.js';
 
 export type { CircuitScope, CircuitState } from './circuit-state.js';
 
@@ -30,8 +33,11 @@ export type CircuitFactory = (
 
 const ownCircuit: CircuitFactory = (_breaker, options, onTransition, random) => new CircuitStateMachine(options, onTransition, random);
 
-export interface CircuitBreakerOptions {
-  /** false: calls go straight through (no fast-fail); the time-out and the bulkhead still apply, stats are still kept. */
+export interface CircuitBreakerOptions extends FailureRatePolicy {
+  /**
+   * false: calls go straight through (no fast-fail) whatever the circuit says; the circuit is never asked for a trial
+   * and never told an outcome. The time-out and the bulkhead still apply, stats are still kept.
+   */
   enabled: boolean;
   /** Consecutive failures that open the circuit. */
   failureThreshold: number;
@@ -50,12 +56,14 @@ export interface CircuitBreakerOptions {
 }
 
 /**
- * What an error says about the upstream. Not counted: a request-specific rejection (this prompt is bad).
+ * What an error says about the upstream. Not counted: a request-specific rejection (this prompt is bad: as a trial it
+ * closes, the upstream answered), and `local`, this replica's own trouble (out of file descriptors, sockets or memory:
+ * the upstream proved nothing, so as a trial it frees the trial).
  * Counted: a failure toward the threshold; `opensAtOnce` for one that hits every request alike (credentials,
  * credits, an unknown model); `holdOpenMs` when the upstream asked us to wait (429/503 with a wait hint).
  */
 export type FailureVerdict =
-  { counts: false } | { counts: true; kind?: string; status?: number; opensAtOnce?: boolean; holdOpenMs?: number };
+  { counts: false; local?: boolean } | { counts: true; kind?: string; status?: number; opensAtOnce?: boolean; holdOpenMs?: number };
 
 export interface GuardedCallOptions {
   /** Classifies the errors the task throws; every error is a failure when omitted. */
@@ -121,6 +129,9 @@ type AbortInFlight = (reason: Error) => void;
 
 const everyErrorIsAFailure = (): FailureVerdict => ({ counts: true });
 
+/** The ticket of a disabled breaker's calls: the circuit issued none and is told nothing. */
+const UNGUARDED: Ticket = Object.freeze({ generation: -1, trial: false });
+
 /**
  * One named breaker, composed of small parts: the state machine (circuit-state.ts) decides whether a call may
  * run, the bulkhead bounds how many run at once, and each call gets its own AbortController aborted at the
@@ -151,7 +162,7 @@ export class CircuitBreaker {
   }
 
   get state(): CircuitState {
-    return this.machine.state(Date.now());
+    return this.machine.state(monotonicNow());
   }
 
   get scope(): CircuitScope {
@@ -178,7 +189,7 @@ export class CircuitBreaker {
   private unlessGone(ticket: Ticket, signal: AbortSignal | undefined): Promise<never> | undefined {
     if (!signal?.aborted) return undefined;
     this.bulkhead.release();
-    void this.machine.settle(ticket, { kind: 'abandoned' }, Date.now());
+    void this.machine.settle(ticket, { kind: 'abandoned' }, monotonicNow());
     return Promise.reject(abortReason(signal));
   }
 
@@ -222,10 +233,12 @@ export class CircuitBreaker {
    * to ask the fleet (for its half-open trial).
    */
   private admit(): Admission | Promise<Admission> {
-    const now = Date.now();
+    // Disabled: no fast-fail whatever the circuit says, no trial taken; only the bulkhead bounds the calls.
+    if (!this.options.enabled) return this.admitted(UNGUARDED, 0);
+    const now = monotonicNow();
     // Decided before anything else, so a refusal costs one check, one counter and one stackless error.
     const ticket = this.machine.admit(now);
-    return ticket instanceof Promise ? ticket.then((asked) => this.admitted(asked, Date.now())) : this.admitted(ticket, now);
+    return ticket instanceof Promise ? ticket.then((asked) => this.admitted(asked, monotonicNow())) : this.admitted(ticket, now);
   }
 
   private admitted(ticket: Ticket | undefined, now: number): Admission {
@@ -235,7 +248,7 @@ export class CircuitBreaker {
       return new CircuitOpenError(this.name, this.retryAfterSeconds());
     }
     if (!this.bulkhead.tryAcquire()) {
-      void this.machine.settle(ticket, { kind: 'abandoned' }, now);
+      if (ticket !== UNGUARDED) void this.machine.settle(ticket, { kind: 'abandoned' }, now);
       this.counts.overloaded++;
       this.emit('overloaded');
       return new BulkheadFullError(this.name, this.bulkhead.capacity);
@@ -261,8 +274,8 @@ export class CircuitBreaker {
 
   /** When the half-open trial is due, while the circuit is open. */
   nextAttemptAt(): number | undefined {
-    const window = this.machine.openWindow(Date.now());
-    return window && Number.isFinite(window.nextAttemptAt) ? window.nextAttemptAt : undefined;
+    const window = this.machine.openWindow(monotonicNow());
+    return window && Number.isFinite(window.nextAttemptAt) ? toWallClock(window.nextAttemptAt) : undefined;
   }
 
   /**
@@ -276,7 +289,7 @@ export class CircuitBreaker {
   }
 
   snapshot(): CircuitBreakerSnapshot {
-    const now = Date.now();
+    const now = monotonicNow();
     const window = this.machine.openWindow(now);
     const next = this.nextAttemptAt();
     const cause = this.machine.cause;
@@ -287,10 +300,16 @@ export class CircuitBreaker {
       enabled: this.options.enabled,
       failures: this.machine.failures,
       failureThreshold: this.options.failureThreshold,
-      ...(window ? { openedAt: iso(window.openedAt) } : {}),
+      ...(window ? { openedAt: iso(toWallClock(window.openedAt)) } : {}),
       ...(next !== undefined ? { nextAttemptAt: iso(next) } : {}),
       ...(cause
-        ? { lastFailure: { kind: cause.kind, ...(cause.status !== undefined ? { status: cause.status } : {}), at: iso(cause.at) } }
+        ? {
+            lastFailure: {
+              kind: cause.kind,
+              ...(cause.status !== undefined ? { status: cause.status } : {}),
+              at: iso(toWallClock(cause.at)),
+            },
+          }
         : {}),
       inFlight: this.bulkhead.inFlight,
       maxConcurrent: this.bulkhead.capacity,
@@ -300,7 +319,7 @@ export class CircuitBreaker {
 
   /** Refuses every call from now on and ends the calls still in flight, so nothing outlives the app. */
   shutdown(): void {
-    this.machine.shutdown(Date.now());
+    this.machine.shutdown(monotonicNow());
     for (const abort of this.inFlight) abort(new BreakerShutdownError(this.name));
   }
 
@@ -353,10 +372,12 @@ export class CircuitBreaker {
 
   /** What the call's error means for the circuit. */
   private outcomeOf(error: unknown, options: GuardedCallOptions): CallOutcome {
-    if (error instanceof StreamStalledError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
+    const at = monotonicNow();
+    if (error instanceof StreamStalledError) return { kind: 'failure', cause: { kind: 'timeout', at } };
     // First: a caller that left proves nothing, even if the task then ran into the time-out.
-    if (options.signal?.aborted || error instanceof BreakerShutdownError) return { kind: 'abandoned' };
-    if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at: Date.now() } };
+    if (options.signal?.aborted || error instanceof BreakerShutdownError || error instanceof StreamNotConsumedError)
+      return { kind: 'abandoned' };
+    if (error instanceof CallTimeoutError) return { kind: 'failure', cause: { kind: 'timeout', at } };
     let verdict: FailureVerdict;
     try {
       verdict = (options.classify ?? everyErrorIsAFailure)(error);
@@ -364,10 +385,10 @@ export class CircuitBreaker {
       // A classifier that throws cannot vouch for the upstream: count it.
       verdict = { counts: true };
     }
-    if (!verdict.counts) return { kind: 'rejected' };
+    if (!verdict.counts) return verdict.local ? { kind: 'abandoned' } : { kind: 'rejected' };
     return {
       kind: 'failure',
-      cause: { kind: verdict.kind ?? 'error', ...(verdict.status !== undefined ? { status: verdict.status } : {}), at: Date.now() },
+      cause: { kind: verdict.kind ?? 'error', ...(verdict.status !== undefined ? { status: verdict.status } : {}), at },
       ...(verdict.opensAtOnce ? { opensAtOnce: true } : {}),
       ...(verdict.holdOpenMs !== undefined ? { holdOpenMs: verdict.holdOpenMs } : {}),
     };
@@ -387,7 +408,7 @@ export class CircuitBreaker {
     } else {
       this.emit('neutral', durationMs);
     }
-    return this.machine.settle(ticket, outcome, Date.now());
+    return ticket === UNGUARDED ? undefined : this.machine.settle(ticket, outcome, monotonicNow());
   }
 
   /**
@@ -403,7 +424,7 @@ export class CircuitBreaker {
       to,
       scope: this.machine.scope,
       failures: this.machine.failures,
-      nextAttemptAt: nextAttemptAt === undefined ? null : iso(nextAttemptAt),
+      nextAttemptAt: nextAttemptAt === undefined ? null : iso(toWallClock(nextAttemptAt)),
       ...(to === 'open' && cause ? { cause: { kind: cause.kind, status: cause.status ?? null } } : {}),
     };
     if (observed) {
@@ -451,7 +472,7 @@ export class GuardedStreamCall<T> {
   private readonly forwardCallerAbort: () => void;
 
   constructor(
-    private readonly breaker: string,
+    readonly breaker: string,
     private readonly options: Pick<CircuitBreakerOptions, 'timeoutMs' | 'streamIdleTimeoutMs'>,
     private readonly callerSignal: AbortSignal | undefined,
     track: (abort: AbortInFlight) => () => void,
@@ -463,6 +484,11 @@ export class GuardedStreamCall<T> {
 
   get durationMs(): number {
     return performance.now() - this.startedAt;
+  }
+
+  /** The longest wait for each item after the first, and for the consumer to ask for the next. */
+  get idleTimeoutMs(): number {
+    return this.options.streamIdleTimeoutMs;
   }
 
   /** Starts the task and waits for its first item, all within `timeoutMs`. */
@@ -520,12 +546,17 @@ export class GuardedStreamCall<T> {
 
 /**
  * What fireStream resolves to: the items of a streamed call, its first one included. Reading it to the end records a
- * success; an error while reading is rethrown and recorded as classified; `return()` (a `break` out of for-await, or
- * a consumer that never reads) ends it early: the upstream is aborted and nothing counts.
+ * success; an error while reading is rethrown and recorded as classified; `return()` (a `break` out of for-await)
+ * ends it early: the upstream is aborted and nothing counts. A consumer that stops pulling (its client stopped
+ * reading) for the stream idle time-out has the call ended the same way, and its next read rejects with
+ * StreamNotConsumedError: the call gives back its bulkhead place and, as a trial, the trial.
  */
 export class GuardedStream<T> implements AsyncIterableIterator<T> {
   private first?: IteratorResult<T>;
   private ended = false;
+  private notConsumed?: StreamNotConsumedError;
+  /** Runs while the consumer holds an item and has not asked for the next. */
+  private pullDeadline?: NodeJS.Timeout;
 
   constructor(
     private readonly call: GuardedStreamCall<T>,
@@ -534,9 +565,12 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     private readonly outcomeOf: (error: unknown) => CallOutcome,
   ) {
     this.first = first;
+    this.awaitPull();
   }
 
   async next(): Promise<IteratorResult<T>> {
+    clearTimeout(this.pullDeadline);
+    if (this.notConsumed) throw this.notConsumed;
     if (this.ended) return { value: undefined, done: true };
     let result: IteratorResult<T>;
     try {
@@ -547,6 +581,7 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     }
     this.first = undefined;
     if (result.done) this.end({ kind: 'success' });
+    else this.awaitPull();
     return result;
   }
 
@@ -559,7 +594,16 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     return this;
   }
 
+  private awaitPull(): void {
+    const idleMs = this.call.idleTimeoutMs;
+    this.pullDeadline = setTimeout(() => {
+      this.notConsumed = new StreamNotConsumedError(this.call.breaker, idleMs);
+      this.end();
+    }, idleMs);
+  }
+
   private end(outcome?: CallOutcome): void {
+    clearTimeout(this.pullDeadline);
     if (this.ended) return;
     this.ended = true;
     this.finish(outcome);

@@ -1,9 +1,13 @@
+import { FailureRateWindow, type FailureRatePolicy } from './failure-rate-window.js';
+
 export type CircuitState = 'closed' | 'open' | 'half_open';
 
-/** What the state machine is configured with; times in milliseconds. */
-export interface CircuitPolicy {
-  /** false: the circuit never opens (outcomes are still recorded). */
-  enabled: boolean;
+/**
+ * What the state machine is configured with; times in milliseconds, on the clock the caller passes (monotonic for a
+ * replica's own circuit, Redis' for the fleet's). A disabled breaker (CIRCUIT_BREAKER_ENABLED=false) never asks its
+ * circuit anything, so the circuit has no such setting.
+ */
+export interface CircuitPolicy extends FailureRatePolicy {
   /** Consecutive failures that open the circuit. */
   failureThreshold: number;
   /** How long the circuit stays open before one half-open trial call. */
@@ -20,7 +24,7 @@ export interface FailureCause {
   kind: string;
   /** The upstream's HTTP status, when it answered. */
   status?: number;
-  /** Epoch milliseconds. */
+  /** On the circuit's clock (the caller converts it for display). */
   at: number;
 }
 
@@ -56,7 +60,7 @@ export type TransitionListener = (from: CircuitState, to: CircuitState, nextAtte
 export type CircuitScope = 'fleet' | 'replica';
 
 /**
- * What a breaker asks of its circuit; times are this replica's clock (epoch ms). CircuitStateMachine is the
+ * What a breaker asks of its circuit; times are this replica's monotonic clock (monotonic-clock.ts). CircuitStateMachine is the
  * replica's own circuit, FleetCircuit (fleet/fleet-circuit.ts) the fleet's.
  */
 export interface Circuit {
@@ -110,12 +114,16 @@ export class CircuitStateMachine implements Circuit {
   private lastFailure?: FailureCause;
   /** The closed state's ticket, shared by every call of one generation: admission allocates nothing. */
   private closedTicket: Ticket = { generation: 0, trial: false };
+  /** The calls of the failure-rate window, while closed. */
+  private readonly window: FailureRateWindow;
 
   constructor(
     private readonly policy: CircuitPolicy,
     private readonly onTransition: TransitionListener = () => undefined,
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    this.window = new FailureRateWindow(policy);
+  }
 
   /** The state at `now`: an open circuit whose period has passed is half-open. */
   state(now: number): CircuitState {
@@ -183,11 +191,16 @@ export class CircuitStateMachine implements Circuit {
   }
 
   private settleClosed(outcome: CallOutcome, now: number): void {
-    if (outcome.kind === 'success') this.consecutiveFailures = 0;
+    if (outcome.kind === 'success') {
+      this.consecutiveFailures = 0;
+      this.window.record(now, false);
+    }
     if (outcome.kind !== 'failure') return;
     this.consecutiveFailures++;
-    const opens = outcome.opensAtOnce || outcome.holdOpenMs !== undefined || this.consecutiveFailures >= this.policy.failureThreshold;
-    if (this.policy.enabled && opens) this.open(now, this.policy.resetTimeoutMs, outcome.holdOpenMs);
+    const rateTrips = this.window.record(now, true);
+    const opens =
+      outcome.opensAtOnce || outcome.holdOpenMs !== undefined || this.consecutiveFailures >= this.policy.failureThreshold || rateTrips;
+    if (opens) this.open(now, this.policy.resetTimeoutMs, outcome.holdOpenMs);
   }
 
   private settleTrial(outcome: CallOutcome, now: number): void {
@@ -238,6 +251,7 @@ export class CircuitStateMachine implements Circuit {
 
   private startGeneration(): void {
     this.generation++;
+    this.window.clear();
     this.closedTicket = { generation: this.generation, trial: false };
   }
 }

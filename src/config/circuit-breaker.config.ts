@@ -13,6 +13,10 @@ export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
     maxOpenMs: Math.round(env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS * 1000),
     resetBackoff: env.CIRCUIT_BREAKER_RESET_BACKOFF,
     maxConcurrent: env.CIRCUIT_BREAKER_MAX_CONCURRENT,
+    /** The failure-rate policy beside the consecutive threshold; rate 0 = off. */
+    failureRate: env.CIRCUIT_BREAKER_FAILURE_RATE,
+    windowMs: Math.round(env.CIRCUIT_BREAKER_WINDOW_SECONDS * 1000),
+    minCalls: env.CIRCUIT_BREAKER_MIN_CALLS,
     /** A streamed call's longest gap between two items after the first: the model's tokens (HF_STREAM_IDLE_TIMEOUT_SECONDS). */
     streamIdleTimeoutMs: Math.round(env.HF_STREAM_IDLE_TIMEOUT_SECONDS * 1000),
     /** One circuit per breaker name for every replica sharing REDIS_URL (CIRCUIT_BREAKER_SHARED, with REDIS_URL). */

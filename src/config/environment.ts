@@ -186,6 +186,27 @@ export class Environment {
   @IsNumber()
   CIRCUIT_BREAKER_RESET_BACKOFF: number = 1;
 
+  /** Also open when at least this fraction of the calls in the window failed (0 < r <= 1); 0 = off. */
+  @Min(0)
+  @Max(1)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  CIRCUIT_BREAKER_FAILURE_RATE: number = 0;
+
+  /** The failure-rate window, counted in ten buckets of a tenth of it each. */
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  CIRCUIT_BREAKER_WINDOW_SECONDS: number = 30;
+
+  /** Calls the window must hold before the failure rate may open the circuit. */
+  @Min(1)
+  @Max(1_000_000)
+  @EmptyIsNotANumber()
+  @IsInt()
+  CIRCUIT_BREAKER_MIN_CALLS: number = 20;
+
   /** A streamed answer: the longest gap between two tokens of the model's (the first is bounded by the breaker's time-out). */
   @Max(MAX_TIMER_SECONDS)
   @Min(MIN_TIMER_SECONDS)

@@ -11,6 +11,9 @@ export const TEST_BREAKER_CONFIG: ConfigType<typeof circuitBreakerConfig> = {
   maxOpenMs: 300_000,
   resetBackoff: 1,
   maxConcurrent: 100,
+  failureRate: 0,
+  windowMs: 30_000,
+  minCalls: 20,
   streamIdleTimeoutMs: 1_000,
   shared: false,
 };

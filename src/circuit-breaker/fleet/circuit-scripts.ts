@@ -30,10 +30,14 @@ local TEXT = {epoch = true, phase = true, lease = true, by = true, causeKind = t
 
 local s = {epoch = '', ver = 0, gen = 0, phase = 'closed', fail = 0, trials = 0, openedAt = 0, openUntil = 0, lease = '',
   leaseUntil = 0, by = '', causeKind = '', causeStatus = 0, causeAt = 0}
+-- The failure-rate window's fields (wgen, wb0..9, wc0..9, wf0..9) are not part of the state replicas mirror.
+local win = {}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do
   -- A field that does not parse (written by hand) reads as its default rather than breaking every script.
-  if TEXT[raw[i]] then s[raw[i]] = raw[i + 1] elseif s[raw[i]] ~= nil then s[raw[i]] = tonumber(raw[i + 1]) or 0 end
+  if TEXT[raw[i]] then s[raw[i]] = raw[i + 1]
+  elseif s[raw[i]] ~= nil then s[raw[i]] = tonumber(raw[i + 1]) or 0
+  elseif string.sub(raw[i], 1, 1) == 'w' then win[raw[i]] = tonumber(raw[i + 1]) end
 end
 
 local function encode(changed, granted)
@@ -58,6 +62,38 @@ local function save()
   redis.call('PUBLISH', channel, encode(0, 0))
 end
 
+-- Counts a call of the current generation that ended now in the failure-rate window: ten buckets of a tenth of
+-- windowMs each, on Redis' clock (failure-rate-window.ts keeps the same ones in process). A window of an earlier
+-- generation is empty: every state change starts counting anew. True when a failure makes the window's rate open.
+local function windowTrips(rate, windowMs, minCalls, failed)
+  if rate <= 0 then return false end
+  local bucket = math.floor(now / math.max(1, windowMs / 10))
+  local current = win.wgen == s.gen
+  local w = {}
+  for i = 0, 9 do
+    if current then w[i] = {win['wb' .. i] or -1, win['wc' .. i] or 0, win['wf' .. i] or 0} else w[i] = {-1, 0, 0} end
+  end
+  local slot = bucket % 10
+  if w[slot][1] ~= bucket then w[slot] = {bucket, 0, 0} end
+  w[slot][2] = w[slot][2] + 1
+  if failed then w[slot][3] = w[slot][3] + 1 end
+  local args, calls, failures = {'wgen', s.gen}, 0, 0
+  for i = 0, 9 do
+    for _, field in ipairs({{'wb', 1}, {'wc', 2}, {'wf', 3}}) do
+      args[#args + 1] = field[1] .. i
+      args[#args + 1] = w[i][field[2]]
+    end
+    local age = bucket - w[i][1]
+    if w[i][1] >= 0 and age >= 0 and age < 10 then
+      calls = calls + w[i][2]
+      failures = failures + w[i][3]
+    end
+  end
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, 86400000)
+  return failed and calls >= minCalls and failures / calls >= rate
+end
+
 local function cause(kind, status)
   s.causeKind = kind
   s.causeStatus = tonumber(status) or 0
@@ -77,8 +113,9 @@ end
 /**
  * A call admitted while closed failed. ARGV: 3 the generation it started in, 4 the threshold, 5 the reset period
  * (ms), 6 the longest open period, 7 '1' when the failure hits every request alike, 8 the upstream's wait hint (ms,
- * or empty), 9-10 the cause's kind and status, 11 '1' when the breaker is enabled. An outcome from an earlier
- * generation changes nothing; with no hash at all, it counts toward the new circuit.
+ * or empty), 9-10 the cause's kind and status, 11-13 the failure-rate policy (rate, 0 = off; window ms; minimum
+ * calls). An outcome from an earlier generation changes nothing; with no hash at all, it counts toward the new
+ * circuit. (A disabled breaker tells the fleet nothing.)
  */
 const FAILURE = `${PRELUDE}
 -- No hash (it expired, was evicted or flushed): the call's generation was another epoch's, and the new circuit is closed.
@@ -87,7 +124,8 @@ s.fail = s.fail + 1
 cause(ARGV[9], ARGV[10])
 local hold = tonumber(ARGV[8])
 local changed = 0
-if ARGV[11] == '1' and (ARGV[7] == '1' or hold or s.fail >= tonumber(ARGV[4])) then
+local rateTrips = windowTrips(tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), true)
+if ARGV[7] == '1' or hold or s.fail >= tonumber(ARGV[4]) or rateTrips then
   open(tonumber(ARGV[5]), hold, tonumber(ARGV[6]))
   changed = 1
 end
@@ -95,15 +133,19 @@ save()
 return encode(changed, 0)`;
 
 /**
- * A call admitted while closed succeeded: the failures in a row start again from 0. ARGV: 3 its generation. The
- * common case, no failure to forget, reads one field and replies '' (nothing changed).
+ * A call admitted while closed succeeded: the failures in a row start again from 0, and with the failure-rate policy
+ * on it is one call of the window. ARGV: 3 its generation, 4-5 the failure-rate policy (rate, 0 = off; window ms).
+ * The common case without the policy, no failure to forget, reads one field and replies '' (nothing changed); a
+ * success that only counts in the window replies '' too (the window is not mirrored).
  */
-const SUCCESS = `if (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
+const SUCCESS = `if tonumber(ARGV[4]) <= 0 and (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
 ${PRELUDE}
-if s.gen == tonumber(ARGV[3]) and s.phase == 'closed' and s.fail > 0 then
-  s.fail = 0
-  save()
-end
+-- No hash yet (no failure so far) is generation 0: the window counts from the first call.
+if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then return '' end
+windowTrips(tonumber(ARGV[4]), tonumber(ARGV[5]), 0, false)
+if s.fail == 0 then return '' end
+s.fail = 0
+save()
 return encode(0, 0)`;
 
 /**

@@ -11,11 +11,13 @@ import { type FleetState, parseFleetState } from './fleet-state.js';
 
 const NOW = new Date('2030-01-01T00:00:00.000Z').getTime();
 const POLICY: CircuitPolicy & { leaseMs: number; leaseRenewMs: number } = {
-  enabled: true,
   failureThreshold: 2,
   resetTimeoutMs: 10_000,
   maxOpenMs: 300_000,
   resetBackoff: 1,
+  failureRate: 0,
+  windowMs: 30_000,
+  minCalls: 20,
   leaseMs: 2000,
   leaseRenewMs: 0,
 };
@@ -226,6 +228,31 @@ describe('FleetCircuit', () => {
       await jest.advanceTimersByTimeAsync(10_000);
       expect(renewals(off.link)).toHaveLength(0);
     });
+  });
+
+  it('gives back at once a trial lease granted after it left the fleet (nobody here runs that trial), and keeps it for the rejoin if Redis refuses', async () => {
+    for (const releaseFails of [false, true]) {
+      const link = new ScriptedLink();
+      const { circuit } = await joined(link, fleetState({ phase: 'open', generation: 1, openedAt: NOW - 10_000, openUntil: NOW }));
+      let answer!: (state: FleetState) => void;
+      jest.spyOn(link, 'run').mockImplementationOnce(() => new Promise((resolve) => (answer = resolve)));
+      const asking = circuit.admit(NOW);
+      circuit.leave('not subscribed to its changes');
+      link.reply(releaseFails ? new Error('Redis is unavailable') : undefined);
+      answer(fleetState({ version: 2, phase: 'half_open', generation: 2, leased: true, leaseUntil: NOW + 2000, by: 'me', granted: true }));
+      await asking;
+      await Promise.resolve();
+      // The scripted acquire is not in `calls`; its token is this replica's first lease.
+      const token = 'me:1';
+      expect(link.calls.map((c) => c.script)).toEqual(['join', 'trial']);
+      expect(link.calls[1]?.args).toEqual(['-1', token, 'abandoned', '0', '0', '1', '0', '', '', '0']);
+      // Back in the fleet, a lease Redis did not take back is given back again.
+      link.reply(fleetState({ version: 3, phase: 'half_open', generation: 2 }), undefined);
+      expect(await circuit.join()).toBe(true);
+      expect(link.calls.slice(2).map((c) => `${c.script} ${c.args[1] ?? ''}`)).toEqual(
+        releaseFails ? ['join 0', `trial ${token}`] : ['join 0'],
+      );
+    }
   });
 
   it('falls back to its own circuit when asking for the trial fails, and takes the trial there', async () => {

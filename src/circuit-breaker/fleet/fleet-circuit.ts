@@ -20,7 +20,7 @@ import type { FleetState } from './fleet-state.js';
 export interface FleetLink {
   /** This replica's id: the `by` of the changes it makes. */
   readonly replicaId: string;
-  /** This replica's clock (epoch ms): Date.now, unless a test drives time. */
+  /** This replica's clock, the one its breaker passes (monotonic: monotonic-clock.ts), unless a test drives time. */
   localNow(): number;
   /**
    * Runs one of the circuit's scripts on Redis (within a deadline): the state it left, or undefined when it changed
@@ -46,6 +46,9 @@ interface FleetTicket extends Ticket {
   readonly fleet: true;
   readonly token?: string;
 }
+
+/** The trial script's arguments that free a lease by its token alone (generation -1), whatever it was granted for. */
+const releaseArguments = (token: string): string[] => ['-1', token, TRIAL_ABANDONED, '0', '0', '1', '0', '', '', '0'];
 
 const isFleetTicket = (ticket: Ticket): ticket is FleetTicket => (ticket as Partial<FleetTicket>).fleet === true;
 
@@ -180,7 +183,7 @@ export class FleetCircuit implements Circuit {
         String(failure?.cause.status ?? 0),
       ]);
     } else if (outcome.kind === 'failure') {
-      const { failureThreshold, resetTimeoutMs, maxOpenMs, enabled } = this.policy;
+      const { failureThreshold, resetTimeoutMs, maxOpenMs, failureRate, windowMs, minCalls } = this.policy;
       return this.report(CIRCUIT_SCRIPTS.failure, [
         String(generation),
         String(failureThreshold),
@@ -190,13 +193,15 @@ export class FleetCircuit implements Circuit {
         outcome.holdOpenMs === undefined ? '' : String(outcome.holdOpenMs),
         outcome.cause.kind,
         String(outcome.cause.status ?? 0),
-        enabled ? '1' : '0',
+        String(failureRate),
+        String(windowMs),
+        String(minCalls),
       ]);
     } else if (outcome.kind === 'success') {
       // Every success is told, not only those after a failure this replica has heard of: a failure another replica
       // (or this one) reported a moment ago may not have reached this mirror yet, and the run it started must end
       // here. Off the request's path; Redis reads one field when there is no run to end.
-      void this.report(CIRCUIT_SCRIPTS.success, [String(generation)]);
+      void this.report(CIRCUIT_SCRIPTS.success, [String(generation), String(this.policy.failureRate), String(this.policy.windowMs)]);
     }
   }
 
@@ -285,7 +290,13 @@ export class FleetCircuit implements Circuit {
     try {
       const state = await this.ask(CIRCUIT_SCRIPTS.acquire, [token, String(this.policy.leaseMs)]);
       this.follow(state);
-      if (!state.granted || !this.joined) return undefined;
+      if (!state.granted) return undefined;
+      if (!this.joined) {
+        // Granted after this replica left the fleet (Redis trouble meanwhile): nobody here runs the trial, so the
+        // lease goes back now, or, if Redis does not take it, once this replica joins again.
+        this.giveBack(token);
+        return this.stopped ? undefined : this.local.admit(now);
+      }
       const ticket: FleetTicket = { generation: state.generation, trial: true, fleet: true, token };
       this.hold(ticket);
       return ticket;
@@ -324,7 +335,12 @@ export class FleetCircuit implements Circuit {
 
   /** Gives back a lease whose grant this replica may never have heard of. */
   private releaseLease(token: string): void {
-    void this.report(CIRCUIT_SCRIPTS.trial, ['-1', token, TRIAL_ABANDONED, '0', '0', '1', '0', '', '', '0']);
+    void this.report(CIRCUIT_SCRIPTS.trial, releaseArguments(token));
+  }
+
+  /** Gives back, while out of the fleet, a lease granted to this replica; kept for the rejoin if Redis fails again. */
+  private giveBack(token: string): void {
+    this.link.run(CIRCUIT_SCRIPTS.trial, this.breaker, releaseArguments(token)).catch(() => this.unheardLeases.push(token));
   }
 
   /** A script that always replies with the state. */

@@ -16,6 +16,7 @@ import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
 import type { CircuitPolicy, TransitionListener } from '../circuit-state.js';
+import { monotonicNow } from '../monotonic-clock.js';
 import { circuitChannel, circuitKey } from './circuit-scripts.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
 import { type FleetState, parseFleetState } from './fleet-state.js';
@@ -54,7 +55,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     private readonly redis: RedisConnection,
     @Optional() @Inject(CIRCUIT_CLOCK) clock?: () => number,
   ) {
-    this.clock = clock ?? Date.now;
+    this.clock = clock ?? monotonicNow;
   }
 
   /** Sharing is configured (CIRCUIT_BREAKER_SHARED and REDIS_URL). */
@@ -188,7 +189,7 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
 
   /** Empty: the scripts read Redis' clock. A test that drives time passes its own. */
   private clockArgument(): string {
-    return this.clock === Date.now ? '' : String(this.clock());
+    return this.clock === monotonicNow ? '' : String(this.clock());
   }
 }
 
