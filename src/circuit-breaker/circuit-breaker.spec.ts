@@ -464,6 +464,14 @@ describe('CircuitBreaker', () => {
   });
 
   describe('disabled: no fast-fail and nothing told to the circuit', () => {
+    it('still starts nothing after shutdown', async () => {
+      const breaker = breakerWith({ enabled: false });
+      breaker.shutdown();
+      const task = jest.fn(ok);
+      expect(await rejectionOf(breaker.fire(task))).toBeInstanceOf(CircuitOpenError);
+      expect(task).not.toHaveBeenCalled();
+    });
+
     it('an open circuit does not refuse a disabled breaker’s calls, and a disabled breaker’s failures do not count toward opening', async () => {
       const breaker = breakerWith({ enabled: false, failureThreshold: 1 });
       await failTimes(breaker, 3);

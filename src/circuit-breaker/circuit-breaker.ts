@@ -145,6 +145,7 @@ export class CircuitBreaker {
   private readonly counts: CircuitBreakerStats = { successes: 0, failures: 0, timeouts: 0, rejects: 0, overloaded: 0, fallbacks: 0 };
   private readonly inFlight = new Set<AbortInFlight>();
   private readonly listeners = new Set<CircuitBreakerListener>();
+  private stopped = false;
 
   constructor(
     readonly name: string,
@@ -234,7 +235,8 @@ export class CircuitBreaker {
    */
   private admit(): Admission | Promise<Admission> {
     // Disabled: no fast-fail whatever the circuit says, no trial taken; only the bulkhead bounds the calls.
-    if (!this.options.enabled) return this.admitted(UNGUARDED, 0);
+    // After shutdown nothing starts: the circuit refuses, and a disabled breaker (which does not ask it) too.
+    if (!this.options.enabled) return this.stopped ? this.admitted(undefined, 0) : this.admitted(UNGUARDED, 0);
     const now = monotonicNow();
     // Decided before anything else, so a refusal costs one check, one counter and one stackless error.
     const ticket = this.machine.admit(now);
@@ -319,6 +321,7 @@ export class CircuitBreaker {
 
   /** Refuses every call from now on and ends the calls still in flight, so nothing outlives the app. */
   shutdown(): void {
+    this.stopped = true;
     this.machine.shutdown(monotonicNow());
     for (const abort of this.inFlight) abort(new BreakerShutdownError(this.name));
   }
@@ -581,7 +584,7 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     }
     this.first = undefined;
     if (result.done) this.end({ kind: 'success' });
-    else this.awaitPull();
+    else if (!this.ended) this.awaitPull();
     return result;
   }
 
@@ -599,7 +602,7 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     this.pullDeadline = setTimeout(() => {
       this.notConsumed = new StreamNotConsumedError(this.call.breaker, idleMs);
       this.end();
-    }, idleMs);
+    }, idleMs).unref();
   }
 
   private end(outcome?: CallOutcome): void {

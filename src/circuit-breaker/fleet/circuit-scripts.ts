@@ -140,8 +140,12 @@ return encode(changed, 0)`;
  */
 const SUCCESS = `if tonumber(ARGV[4]) <= 0 and (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
 ${PRELUDE}
--- No hash yet (no failure so far) is generation 0: the window counts from the first call.
-if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then return '' end
+-- No hash yet (no failure so far) is generation 0: the window counts from the first call. A success from an earlier
+-- generation changes nothing but, when there are failures to show, replies the state so a lagging mirror catches up.
+if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then
+  if s.fail > 0 then return encode(0, 0) end
+  return ''
+end
 windowTrips(tonumber(ARGV[4]), tonumber(ARGV[5]), 0, false)
 if s.fail == 0 then return '' end
 s.fail = 0

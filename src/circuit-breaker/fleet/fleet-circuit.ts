@@ -13,6 +13,7 @@ import {
   type Ticket,
   type TransitionListener,
 } from '../circuit-state.js';
+import { toWallClock } from '../monotonic-clock.js';
 import { CIRCUIT_SCRIPTS } from './circuit-scripts.js';
 import type { FleetState } from './fleet-state.js';
 
@@ -280,7 +281,7 @@ export class FleetCircuit implements Circuit {
     this.local.seed(seed);
     this.logger.warn(
       `Circuit "${this.breaker}" is this replica's own until it can share the fleet's again (${why}); it starts ${seed.state}` +
-        `${seed.openUntil !== undefined ? ` until ${new Date(seed.openUntil).toISOString()}` : ''}`,
+        `${seed.openUntil !== undefined ? ` until ${new Date(toWallClock(seed.openUntil)).toISOString()}` : ''}`,
     );
   }
 
@@ -386,7 +387,9 @@ export class FleetCircuit implements Circuit {
   }
 
   private seedFrom(mirror: FleetState): CircuitSeed {
-    const base = { failures: mirror.failures, failedTrials: mirror.failedTrials, ...(mirror.cause ? { cause: mirror.cause } : {}) };
+    // The cause's time is Redis' clock, like the mirror's others: converted to this replica's.
+    const cause = mirror.cause && { ...mirror.cause, at: mirror.cause.at - this.offset };
+    const base = { failures: mirror.failures, failedTrials: mirror.failedTrials, ...(cause ? { cause } : {}) };
     if (mirror.phase === 'closed') return { state: 'closed', ...base };
     // A trial leased elsewhere may still be running: this replica's own trial waits for its lease to run out.
     const until = mirror.phase === 'open' ? mirror.openUntil : mirror.leased ? mirror.leaseUntil : 0;
