@@ -95,9 +95,12 @@ const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug'
 const CONTRACT_PATH = join(ROOT, '../shared/CONTRACT.md');
 const contractText: string | undefined = existsSync(CONTRACT_PATH) ? readFileSync(CONTRACT_PATH, 'utf8') : undefined;
 
-/** Backticked names in the first column of the table under "## Configuration". */
+/** Backticked names in the first column of the table under "## Configuration" (a row may name several). */
 function contractVariables(markdown: string): string[] {
-  const section = sectionOf(markdown, 'Configuration');
+  return firstColumnNames(sectionOf(markdown, 'Configuration'));
+}
+
+function firstColumnNames(section: string): string[] {
   const names: string[] = [];
   for (const line of section.split('\n')) {
     const firstCell = /^\|([^|]*)\|/.exec(line)?.[1];
@@ -122,9 +125,9 @@ function sectionOf(markdown: string, heading: string): string {
 
 const CONFIG_VARIABLES: readonly string[] = contractText === undefined ? CONTRACT_VARIABLES_FALLBACK : contractVariables(contractText);
 
-/** Backticked names in the first column of the contract's "Variables the open issues add" table. */
+/** Backticked names in the first column of the contract's "Variables the open issues add" table (a row may name several). */
 function promisedVariables(markdown: string): string[] {
-  return [...sectionOf(markdown, 'Variables the open issues add').matchAll(/^\|\s*`([A-Z][A-Z0-9_]*)`/gm)].map((match) => match[1] ?? '');
+  return firstColumnNames(sectionOf(markdown, 'Variables the open issues add'));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
