@@ -5,6 +5,7 @@ import type { NestApplicationOptions } from '@nestjs/common';
 import fastifyHelmet from '@fastify/helmet';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import { capConnections, KEEP_ALIVE_TIMEOUT_MS, MAX_REQUESTS_PER_SOCKET } from './connection-limits.js';
 import { trustProxySetting } from './config/rate-limit.config.js';
 import type { TrustProxy } from './config/environment.js';
 import { ApplicationReadiness } from './health/application-readiness.js';
@@ -34,9 +35,12 @@ export function createHttpAdapter(trustProxy: TrustProxy = trustProxySetting()):
     trustProxy,
     genReqId: (request: IncomingMessage) => requestIdFrom(request.headers[REQUEST_ID_HEADER]),
     requestTimeout: REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    maxRequestsPerSocket: MAX_REQUESTS_PER_SOCKET,
     http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
   });
   const fastify = adapter.getInstance();
+  capConnections(fastify);
   fastify.removeContentTypeParser('text/plain');
   limitJsonNesting(fastify);
   // Security headers on every response. Helmet's default CSP (scripts from 'self') suits Swagger UI, whose page loads
@@ -96,7 +100,7 @@ export function configureApp(app: NestFastifyApplication): NestFastifyApplicatio
   return app;
 }
 
-/** A keep-alive connection would outlive the drain (Fastify keeps them 72 s): once draining, each response closes its own. */
+/** A keep-alive connection would outlive the drain (idle ones are kept 65 s): once draining, each response closes its own. */
 function closeConnectionsWhileDraining(app: NestFastifyApplication): void {
   const readiness = app.get(ApplicationReadiness);
   app

@@ -134,6 +134,42 @@ describe('the embedded defaults', () => {
   });
 });
 
+describe('file descriptors', () => {
+  it('idle keep-alive connections by the hundred cannot take the ones the model calls need: the model answers, the circuit stays closed', async () => {
+    // 256 descriptors, so at most 128 client connections; 400 clients each make one request and keep the socket.
+    const app = await startAppProcess({ HF_ENDPOINT_URL: upstream.url, CIRCUIT_BREAKER_FAIL_THRESHOLD: '2' }, { openFiles: 256 });
+    const { hostname, port } = new URL(app.url);
+    const sockets = Array.from({ length: 400 }, () => connect({ host: hostname, port: Number(port) }).on('error', () => undefined));
+    const idle = sockets.map(
+      (socket) =>
+        new Promise<void>((resolve) => {
+          socket.once('data', () => resolve());
+          socket.once('close', () => resolve());
+          socket.write(`GET /health/live HTTP/1.1\r\nHost: ${hostname}\r\nConnection: keep-alive\r\n\r\n`);
+        }),
+    );
+    try {
+      await Promise.all(idle);
+      for (let i = 0; i < 4; i++) {
+        const reply = await ask(app, `what does the breaker do, question ${i}?`);
+        expect({ status: reply.status, source: reply.body['source'], degraded: reply.body['degraded'] }).toEqual({
+          status: 200,
+          source: 'llm',
+          degraded: false,
+        });
+      }
+      const breaker = await get(app, '/health/circuit-breaker');
+      expect(breaker.status).toBe(200);
+      expect(breaker.body).toMatchObject({ details: { huggingface: { state: 'closed', failures: 0 } } });
+      expect(app.output()).not.toContain('EMFILE');
+      // No more than the cap stayed connected.
+      expect(sockets.filter((socket) => !socket.destroyed && !socket.readableEnded).length).toBeLessThanOrEqual(128);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+});
+
 describe('the HF token', () => {
   it('never appears in the log or a response over successes, failures, an open circuit and recovery', async () => {
     const secret = 'hf_process_SECRET_never_logged';

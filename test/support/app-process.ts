@@ -37,13 +37,23 @@ const running = new Set<AppProcess>();
 export interface SpawnOptions {
   /** 'discard' sends the app's logs to /dev/null: a pipe nobody drains fast enough would block its writes. */
   output?: 'collect' | 'discard';
+  /** The process's soft limit on open files (`ulimit -n`), as a container's or a systemd unit's would be. */
+  openFiles?: number;
 }
 
-export async function spawnApp(env: Record<string, string> = {}, { output: keep = 'collect' }: SpawnOptions = {}): Promise<AppProcess> {
+export async function spawnApp(
+  env: Record<string, string> = {},
+  { output: keep = 'collect', openFiles }: SpawnOptions = {},
+): Promise<AppProcess> {
   const port = String(await freePort());
   const fullEnv: Record<string, string> = { PATH: process.env['PATH'] ?? '', NODE_ENV: 'test', HOST: '127.0.0.1', PORT: port, ...env };
   const stdio = keep === 'collect' ? 'pipe' : 'ignore';
-  const child = spawn(process.execPath, [MAIN], { cwd: ROOT_DIR, env: fullEnv, stdio: ['ignore', stdio, stdio] });
+  // With a descriptor limit, a shell sets it and then becomes the app (exec), so signals and the exit reach the app.
+  const [command, args] =
+    openFiles === undefined
+      ? [process.execPath, [MAIN]]
+      : ['sh', ['-c', `ulimit -n ${openFiles} && exec "$0" "$1"`, process.execPath, MAIN]];
+  const child = spawn(command, args, { cwd: ROOT_DIR, env: fullEnv, stdio: ['ignore', stdio, stdio] });
   let output = '';
   const collect = (chunk: Buffer): void => {
     output += chunk.toString('utf8');
