@@ -1231,8 +1231,23 @@ describe('deployment artefacts', () => {
       ]);
       const cmd = defined(runtimeStage.filter((instruction) => instruction.keyword === 'CMD').at(-1), 'CMD').args;
       const parsed: unknown = JSON.parse(cmd);
-      expect(parsed).toEqual(['node', 'dist/main.js']);
+      expect(parsed).toEqual([
+        'node',
+        expect.stringMatching(/^--max-old-space-size=\d+$/),
+        expect.stringMatching(/^--max-semi-space-size=\d+$/),
+        'dist/main.js',
+      ]);
       expect(runtimeStage.some((instruction) => instruction.keyword === 'ENTRYPOINT')).toBe(false);
+    });
+
+    it("sizes the heap for the container's memory limit: old space and young generation at most 60 % of it", () => {
+      const cmd = JSON.parse(defined(runtimeStage.filter((instruction) => instruction.keyword === 'CMD').at(-1), 'CMD').args) as string[];
+      const flag = (name: string): number => Number(cmd.find((arg) => arg.startsWith(`--${name}=`))?.split('=')[1]);
+      const limit = String(appContainer.resources?.limits?.['memory']);
+      expect(limit).toMatch(/^\d+Mi$/);
+      // V8's young generation is three semi-spaces at most.
+      const heapMegabytes = flag('max-old-space-size') + 3 * flag('max-semi-space-size');
+      expect(heapMegabytes).toBeLessThanOrEqual(0.6 * Number.parseInt(limit, 10));
     });
 
     it('bakes in no secret: no instruction names HF_TOKEN and no build argument or variable looks like a token', () => {

@@ -1,4 +1,3 @@
-import { createKeyv } from '@cacheable/memory';
 import { CacheModule } from '@nestjs/cache-manager';
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
@@ -8,14 +7,12 @@ import { redisInsStore } from 'cache-manager-redis-yet';
 import { Keyv } from 'keyv';
 import { cacheConfig } from '../config/cache.config.js';
 import { AnswerCache } from './answer-cache.js';
+import { memoryKeyv } from './byte-bounded-store.js';
 import { CacheStoreHealthIndicator } from './cache-store.health.js';
 import { RedisConnection } from './redis-connection.js';
 import { RedisModule } from './redis.module.js';
 
-/** In-process memory is bounded so many distinct questions cannot grow the heap without limit. Entries are never
- * mutated, so reads need no defensive copy (the copy was most of a cache hit's cost). */
-const MEMORY_CACHE_MAX_ENTRIES = 10_000;
-
+/** The answers in Redis when it is configured; else in process, in one LRU bounded by bytes (byte-bounded-store.ts). */
 @Module({
   imports: [
     RedisModule,
@@ -28,7 +25,7 @@ const MEMORY_CACHE_MAX_ENTRIES = 10_000;
         stores: [
           redis.client
             ? new Keyv({ store: new KeyvAdapter(redisInsStore(redis.client as Parameters<typeof redisInsStore>[0])) })
-            : createKeyv({ lruSize: MEMORY_CACHE_MAX_ENTRIES, useClone: false }),
+            : memoryKeyv(),
         ],
       }),
     }),
