@@ -489,6 +489,11 @@ export class GuardedStreamCall<T> {
     return performance.now() - this.startedAt;
   }
 
+  /** Aborted by the caller's signal, shutdown, a deadline or an early end. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
   /** The longest wait for each item after the first, and for the consumer to ask for the next. */
   get idleTimeoutMs(): number {
     return this.options.streamIdleTimeoutMs;
@@ -552,12 +557,16 @@ export class GuardedStreamCall<T> {
  * success; an error while reading is rethrown and recorded as classified; `return()` (a `break` out of for-await)
  * ends it early: the upstream is aborted and nothing counts. A consumer that stops pulling (its client stopped
  * reading) for the stream idle time-out has the call ended the same way, and its next read rejects with
- * StreamNotConsumedError: the call gives back its bulkhead place and, as a trial, the trial.
+ * StreamNotConsumedError: the call gives back its bulkhead place and, as a trial, the trial. An abort while the
+ * consumer holds an item (its caller went away, shutdown) ends the call at once, as it would a pending read; the
+ * next read rejects with the reason.
  */
 export class GuardedStream<T> implements AsyncIterableIterator<T> {
   private first?: IteratorResult<T>;
   private ended = false;
-  private notConsumed?: StreamNotConsumedError;
+  private reading = false;
+  /** Why the call ended while nobody was reading: the next read rejects with it. */
+  private endedWith?: Error;
   /** Runs while the consumer holds an item and has not asked for the next. */
   private pullDeadline?: NodeJS.Timeout;
 
@@ -568,19 +577,23 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     private readonly outcomeOf: (error: unknown) => CallOutcome,
   ) {
     this.first = first;
+    call.signal.addEventListener('abort', () => this.abortedWhileHeld(), { once: true });
     this.awaitPull();
   }
 
   async next(): Promise<IteratorResult<T>> {
     clearTimeout(this.pullDeadline);
-    if (this.notConsumed) throw this.notConsumed;
+    if (this.endedWith) throw this.endedWith;
     if (this.ended) return { value: undefined, done: true };
     let result: IteratorResult<T>;
+    this.reading = true;
     try {
       result = this.first ?? (await this.call.next());
     } catch (error) {
       this.end(this.outcomeOf(error));
       throw error;
+    } finally {
+      this.reading = false;
     }
     this.first = undefined;
     if (result.done) this.end({ kind: 'success' });
@@ -600,9 +613,16 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
   private awaitPull(): void {
     const idleMs = this.call.idleTimeoutMs;
     this.pullDeadline = setTimeout(() => {
-      this.notConsumed = new StreamNotConsumedError(this.call.breaker, idleMs);
+      this.endedWith = new StreamNotConsumedError(this.call.breaker, idleMs);
       this.end();
     }, idleMs).unref();
+  }
+
+  /** A pending read is rejected by the abort itself (and ends the call there); a held item is not. */
+  private abortedWhileHeld(): void {
+    if (this.reading || this.ended) return;
+    this.endedWith = toError(this.call.signal.reason);
+    this.end(this.outcomeOf(this.endedWith));
   }
 
   private end(outcome?: CallOutcome): void {
