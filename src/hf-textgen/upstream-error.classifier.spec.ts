@@ -320,10 +320,18 @@ describe('classifyUpstreamError', () => {
       expect(error).toMatchObject({ name: 'LocalResourceError', code: 'EMFILE' });
     });
 
-    it('finds the code among the attempts of an AggregateError (each address family tried in turn)', () => {
-      const attempts = new AggregateError([socketError('ECONNREFUSED'), socketError('EADDRNOTAVAIL')], 'connect failed');
-      expect(classifyUpstreamError(new TypeError('fetch failed', { cause: attempts }))).toMatchObject({ code: 'EADDRNOTAVAIL' });
-      expect(classifyUpstreamError(attempts)).toMatchObject({ name: 'LocalResourceError', code: 'EADDRNOTAVAIL' });
+    it('blames this replica for an AggregateError (each address tried in turn) only when every attempt ran short here', () => {
+      const short = new AggregateError([socketError('EADDRNOTAVAIL'), socketError('EMFILE')], 'connect failed');
+      expect(classifyUpstreamError(new TypeError('fetch failed', { cause: short }))).toMatchObject({ code: 'EADDRNOTAVAIL' });
+      expect(classifyUpstreamError(short)).toMatchObject({ name: 'LocalResourceError', code: 'EADDRNOTAVAIL' });
+      // IPv4 refused, IPv6 without an address (a pod without IPv6): the endpoint is down, whichever attempt came first.
+      for (const attempts of [
+        [socketError('ECONNREFUSED'), socketError('EADDRNOTAVAIL')],
+        [socketError('EADDRNOTAVAIL'), socketError('ECONNREFUSED')],
+      ]) {
+        const mixed = Object.assign(new AggregateError(attempts, 'connect failed'), { code: attempts[0].code });
+        expect(classifyUpstreamError(new TypeError('fetch failed', { cause: mixed }))).toBeInstanceOf(ModelCallFailedError);
+      }
     });
 
     it('still blames the model endpoint when every attempt of an AggregateError was refused', () => {

@@ -115,20 +115,22 @@ function errorObject(body: unknown): Record<string, unknown> | undefined {
 }
 
 /**
- * This replica's own shortage anywhere among the error's causes: undici puts the socket's errno code on fetch's cause
- * (or the cause's cause), and gathers the attempts of each address family in an AggregateError. A RangeError
- * "Array buffer allocation failed" is V8 out of memory.
+ * This replica's own shortage among the error's causes: undici puts the socket's errno code on fetch's cause (or the
+ * cause's cause). Node gathers the attempts at each address of a host (autoSelectFamily) in an AggregateError whose
+ * own code is the first attempt's: the replica is to blame only if every attempt ran short here. One refused or
+ * timed out means the network was reached and the endpoint failed (an IPv6 attempt fails with EADDRNOTAVAIL on
+ * every pod without IPv6, whatever the model does). A RangeError "Array buffer allocation failed" is V8 out of memory.
  */
 function localResourceCode(error: unknown, depth = 0): LocalResourceCode | undefined {
   if (depth > MAX_CAUSE_DEPTH || typeof error !== 'object' || error === null) return undefined;
   const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (Array.isArray(errors) && errors.length > 0) {
+    const attempts = (errors as unknown[]).map((attempt) => localResourceCode(attempt, depth + 1));
+    return attempts.every((found) => found !== undefined) ? attempts[0] : undefined;
+  }
   if (typeof code === 'string' && Object.hasOwn(LOCAL_SHORTAGES, code)) return code as LocalResourceCode;
   if (hasName(error, 'RangeError') && /allocation failed/i.test(messageOf(error))) return 'ERR_MEMORY_ALLOCATION_FAILED';
-  for (const inner of [cause, ...(Array.isArray(errors) ? (errors as unknown[]) : [])]) {
-    const found = localResourceCode(inner, depth + 1);
-    if (found) return found;
-  }
-  return undefined;
+  return localResourceCode(cause, depth + 1);
 }
 
 function hasName(error: unknown, ...names: string[]): boolean {

@@ -482,6 +482,28 @@ export const UPSTREAM_ERROR_CORPUS: readonly UpstreamErrorFixture[] = [
     through: BOTH,
   },
   {
+    shape: 'a fetch refused on IPv4 whose IPv6 attempt had no address (a pod without IPv6): the endpoint is down',
+    source: `${UNDICI}; Node's NodeAggregateError takes the first attempt's code, so either order must count`,
+    fetchRejectsWith: () =>
+      new TypeError('fetch failed', {
+        cause: Object.assign(new AggregateError([socketError('EADDRNOTAVAIL'), socketError('ECONNREFUSED')], ''), {
+          code: 'EADDRNOTAVAIL',
+        }),
+      }),
+    verdict: COUNTS,
+    through: BOTH,
+  },
+  {
+    shape: 'a fetch refused on IPv4 first, then no IPv6 address',
+    source: `${UNDICI}; the same outage, the attempts in the other order`,
+    fetchRejectsWith: () =>
+      new TypeError('fetch failed', {
+        cause: Object.assign(new AggregateError([socketError('ECONNREFUSED'), socketError('EADDRNOTAVAIL')], ''), { code: 'ECONNREFUSED' }),
+      }),
+    verdict: COUNTS,
+    through: BOTH,
+  },
+  {
     shape: 'a fetch that fails because V8 could not allocate a buffer',
     source: 'V8: RangeError "Array buffer allocation failed" when the heap is exhausted',
     fetchRejectsWith: () => new RangeError('Array buffer allocation failed'),
