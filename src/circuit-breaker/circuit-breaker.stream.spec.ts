@@ -252,6 +252,41 @@ describe('CircuitBreaker.fireStream', () => {
     expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0, timeouts: 0 } });
   });
 
+  it('the caller’s signal aborting while the consumer holds an item ends the call at once: its place back, counted neither way', async () => {
+    const breaker = breakerWith({ maxConcurrent: 1 });
+    const feed = new Feed();
+    const caller = new AbortController();
+    const gone = new Error('client gone');
+    const stream = await started(breaker, feed, caller.signal);
+    await stream.next();
+    caller.abort(gone);
+    // No idle time-out waited for.
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0, timeouts: 0 } });
+    expect(feed.aborted).toBe(true);
+    expect(await rejectionOf(stream.next())).toBe(gone);
+  });
+
+  it('the caller’s signal aborting just after a read resolved, before the consumer has the item, ends the call too', async () => {
+    const breaker = breakerWith({ maxConcurrent: 1 });
+    const caller = new AbortController();
+    const gone = new Error('client gone');
+    let reads = 0;
+    const source: AsyncIterable<string> = {
+      [Symbol.asyncIterator]: () => ({
+        next: () => {
+          const read = Promise.resolve({ value: `item ${++reads}`, done: false });
+          // The second item: the caller leaves once it has arrived, before the breaker's reader resumes.
+          if (reads === 2) void read.then(() => void Promise.resolve().then(() => caller.abort(gone)));
+          return read;
+        },
+      }),
+    };
+    const stream = await breaker.fireStream(() => Promise.resolve(source), { signal: caller.signal });
+    expect(await stream.next()).toEqual({ value: 'item 1', done: false });
+    expect(await rejectionOf(stream.next())).toBe(gone);
+    expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0, timeouts: 0 } });
+  });
+
   it('refuses like fire(): an open circuit, a full bulkhead, a caller already gone — the task never runs', async () => {
     const calls: string[] = [];
     const counting = (feed: Feed) => (signal: AbortSignal) => {

@@ -596,6 +596,11 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
       this.reading = false;
     }
     this.first = undefined;
+    // Aborted after the read had resolved and before this continuation ran: ended as if the read had been pending.
+    if (!result.done && this.call.signal.aborted && !this.ended) {
+      this.abortedWhileHeld();
+      throw this.endedWith!;
+    }
     if (result.done) this.end({ kind: 'success' });
     else if (!this.ended) this.awaitPull();
     return result;
