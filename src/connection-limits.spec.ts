@@ -77,7 +77,13 @@ describe('a server with capped connections', () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
-  it('keeps connections alive while there is room; nearly full, it closes those kept alive with no request since', async () => {
+  /** Whether the server has closed `exchange`'s connection, once what it sent has been read. */
+  async function closedByServer(exchange: Exchange): Promise<boolean> {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return exchange.client.readableEnded || exchange.client.destroyed;
+  }
+
+  it('nearly full, a new connection closes the one kept alive the longest with no request since, and no more', async () => {
     const port = await serve();
     const idle: Exchange[] = [];
     for (let i = 0; i < 12; i++) {
@@ -85,11 +91,32 @@ describe('a server with capped connections', () => {
       expect(await exchange.head).toContain('connection: keep-alive');
       idle.push(exchange);
     }
-    // Two requests still running make 14 connections: the 12 idle ones are closed, the two running are not.
+    // Two requests still running make 14 connections, the mark: one has to go, the longest idle.
     const running = [send(port, '/held'), send(port, '/held')];
-    await Promise.all(idle.map((exchange) => exchange.closed));
+    await idle[0].closed;
+    expect(await Promise.all(idle.slice(1).map(closedByServer))).toEqual(Array.from({ length: 11 }, () => false));
     release();
     for (const exchange of running) expect(await exchange.head).toMatch(/^http\/1\.1 200/);
+  });
+
+  it('nearly full, a connection that has sent nothing for over a second goes before any kept alive', async () => {
+    const port = await serve();
+    const silent = connect({ port, host: '127.0.0.1' });
+    clients.push(silent);
+    silent.on('error', () => undefined);
+    const silentClosed = new Promise<void>((resolve) => silent.once('close', () => resolve()));
+    const idle: Exchange[] = [];
+    for (let i = 0; i < 12; i++) {
+      const exchange = send(port);
+      await exchange.head;
+      idle.push(exchange);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const running = send(port, '/held');
+    await silentClosed;
+    expect(await Promise.all(idle.map(closedByServer))).toEqual(Array.from({ length: 12 }, () => false));
+    release();
+    expect(await running.head).toMatch(/^http\/1\.1 200/);
   });
 
   it('nearly full, each response closes its own connection; with room again, responses keep them alive', async () => {

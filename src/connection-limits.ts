@@ -22,8 +22,10 @@ const MIN_CONNECTIONS = 16;
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** A keep-alive connection is closed after this many requests, so long-lived ones spread again over the replicas. */
 export const MAX_REQUESTS_PER_SOCKET = 1000;
-/** Idle keep-alive connections are closed at most this often while the replica is nearly full. */
-const SHED_IDLE_EVERY_MS = 100;
+/** Nearly full, at most this many connections are closed for each new one (nginx drains 32 at a time too). */
+const SHED_AT_ONCE = 32;
+/** A client that connected this long ago and has sent no request is not about to: nearly full, it is closed first. */
+const SILENT_GRACE_MS = 1_000;
 
 export function connectionLimit(openFiles: number | undefined = openFileLimit()): number {
   if (openFiles === undefined) return MAX_CONNECTIONS;
@@ -46,36 +48,52 @@ function readProcLimits(): string | undefined {
 
 /**
  * Caps the server's connections at `limit` (past it Node closes a new connection at once). Nearly full (the last
- * eighth), the replica keeps no connection idle, as nginx frees its reusable ones when connections run short: it
- * closes those kept alive after a response with no request since, and each response closes its own
- * (`Connection: close`). Idle sockets cannot hold the replica full; a client that kept one connects again. A new
- * connection whose request has not arrived yet is not idle (Node's closeIdleConnections would close it).
+ * eighth), each new connection makes room for itself, as nginx drains its reusable connections when they run short:
+ * first those that connected over a second ago and sent nothing, then those kept alive after a response with no
+ * request since, the longest idle first, only as many as it takes to be under the mark again; and each response
+ * closes its own connection (`Connection: close`). Closing an idle keep-alive connection races a request its client
+ * may be sending on it, so no more are closed than needed. A new connection whose request has not arrived yet is
+ * not idle (Node's closeIdleConnections would close it).
  */
 export function capConnections(fastify: FastifyInstance, limit = connectionLimit()): void {
   const server = fastify.server;
   server.maxConnections = limit;
   const nearlyFull = limit - Math.max(1, Math.floor(limit / 8));
   let open = 0;
+  /** Accepted, no request yet: when each connected. */
+  const silent = new Map<Socket, number>();
+  /** Answered and kept alive, no request since: the longest idle first (a Set iterates in insertion order). */
   const keptAlive = new Set<Socket>();
-  let shedAt = Number.NEGATIVE_INFINITY;
-  const shedIdle = (): void => {
-    const now = performance.now();
-    if (now - shedAt < SHED_IDLE_EVERY_MS) return;
-    shedAt = now;
-    for (const socket of keptAlive) socket.destroy();
-    keptAlive.clear();
+  const makeRoom = (): void => {
+    let excess = Math.min(SHED_AT_ONCE, open - nearlyFull + 1);
+    const connectedBefore = performance.now() - SILENT_GRACE_MS;
+    for (const [socket, connectedAt] of silent) {
+      if (excess <= 0 || connectedAt > connectedBefore) break;
+      socket.destroy();
+      silent.delete(socket);
+      excess--;
+    }
+    for (const socket of keptAlive) {
+      if (excess <= 0) break;
+      socket.destroy();
+      keptAlive.delete(socket);
+      excess--;
+    }
   };
   server.on('connection', (socket: Socket) => {
     open++;
+    silent.set(socket, performance.now());
     socket.once('close', () => {
       open--;
+      silent.delete(socket);
       keptAlive.delete(socket);
     });
-    if (open >= nearlyFull) shedIdle();
+    if (open >= nearlyFull) makeRoom();
   });
-  server.on('drop', shedIdle);
+  server.on('drop', makeRoom);
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
+    silent.delete(socket);
     keptAlive.delete(socket);
     response.once('finish', () => {
       if (!socket.destroyed && !response.hasHeader('connection')) keptAlive.add(socket);
