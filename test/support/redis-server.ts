@@ -1,15 +1,25 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createClient } from 'redis';
 
-/** A throwaway redis-server from PATH on a free loopback port, no persistence; can be killed and restarted. */
+/**
+ * A throwaway redis-server from PATH on a free loopback port; can be killed and restarted. No persistence, unless
+ * `persistent`: then every write is in its append-only file before it is acknowledged (appendfsync always), so a
+ * SIGKILL loses nothing and a restart comes back with the data.
+ */
 export class RedisTestServer {
   private process?: ChildProcess;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly dataDir?: string,
+  ) {}
 
-  static async start(): Promise<RedisTestServer> {
-    const server = new RedisTestServer(await freePort());
+  static async start({ persistent = false }: { persistent?: boolean } = {}): Promise<RedisTestServer> {
+    const server = new RedisTestServer(await freePort(), persistent ? mkdtempSync(join(tmpdir(), 'redis-test-')) : undefined);
     await server.restart();
     return server;
   }
@@ -20,7 +30,8 @@ export class RedisTestServer {
 
   /** Starts (again) on the same port, resolving once Redis accepts connections. */
   async restart(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const persistence = this.dataDir ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', this.dataDir] : ['--appendonly', 'no'];
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', ...persistence], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.process = child;
@@ -66,6 +77,7 @@ export class RedisTestServer {
 
   async stop(): Promise<void> {
     await this.kill();
+    if (this.dataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 
