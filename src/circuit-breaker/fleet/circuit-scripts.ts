@@ -30,7 +30,7 @@ local TEXT = {epoch = true, phase = true, lease = true, by = true, causeKind = t
 
 local s = {epoch = '', ver = 0, gen = 0, phase = 'closed', fail = 0, trials = 0, openedAt = 0, openUntil = 0, lease = '',
   leaseUntil = 0, by = '', causeKind = '', causeStatus = 0, causeAt = 0}
--- The failure-rate window's fields (wgen, wb0..9, wc0..9, wf0..9) are not part of the state replicas mirror.
+-- The failure-rate window's fields (wgen, wms, wb0..9, wc0..9, wf0..9) are not part of the state replicas mirror.
 local win = {}
 local raw = redis.call('HGETALL', key)
 for i = 1, #raw, 2 do
@@ -64,11 +64,13 @@ end
 
 -- Counts a call of the current generation that ended now in the failure-rate window: ten buckets of a tenth of
 -- windowMs each, on Redis' clock (failure-rate-window.ts keeps the same ones in process). A window of an earlier
--- generation is empty: every state change starts counting anew. True when a failure makes the window's rate open.
+-- generation, or counted with another window size (replicas mid-way through a rolling change of it), is empty: it
+-- starts anew rather than mixing buckets of two sizes. Only the bucket counted in is written, unless the window
+-- starts anew. True when a failure makes the window's rate open.
 local function windowTrips(rate, windowMs, minCalls, failed)
   if rate <= 0 then return false end
   local bucket = math.floor(now / math.max(1, windowMs / 10))
-  local current = win.wgen == s.gen
+  local current = win.wgen == s.gen and win.wms == windowMs
   local w = {}
   for i = 0, 9 do
     if current then w[i] = {win['wb' .. i] or -1, win['wc' .. i] or 0, win['wf' .. i] or 0} else w[i] = {-1, 0, 0} end
@@ -77,11 +79,15 @@ local function windowTrips(rate, windowMs, minCalls, failed)
   if w[slot][1] ~= bucket then w[slot] = {bucket, 0, 0} end
   w[slot][2] = w[slot][2] + 1
   if failed then w[slot][3] = w[slot][3] + 1 end
-  local args, calls, failures = {'wgen', s.gen}, 0, 0
+  local args, calls, failures = {'wgen', s.gen, 'wms', windowMs}, 0, 0
   for i = 0, 9 do
-    for _, field in ipairs({{'wb', 1}, {'wc', 2}, {'wf', 3}}) do
-      args[#args + 1] = field[1] .. i
-      args[#args + 1] = w[i][field[2]]
+    if i == slot or not current then
+      args[#args + 1] = 'wb' .. i
+      args[#args + 1] = w[i][1]
+      args[#args + 1] = 'wc' .. i
+      args[#args + 1] = w[i][2]
+      args[#args + 1] = 'wf' .. i
+      args[#args + 1] = w[i][3]
     end
     local age = bucket - w[i][1]
     if w[i][1] >= 0 and age >= 0 and age < 10 then
