@@ -6,13 +6,14 @@ import { isDeepStrictEqual } from 'node:util';
 import { createClient } from 'redis';
 import { RedisConnection } from '../src/cache/redis-connection.js';
 import { CircuitBreaker, type FailureVerdict } from '../src/circuit-breaker/circuit-breaker.js';
-import type { CallOutcome, CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
+import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
 import { circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
 import type { FleetCircuit } from '../src/circuit-breaker/fleet/fleet-circuit.js';
 import { SharedCircuitStore } from '../src/circuit-breaker/fleet/shared-circuit-store.js';
 import type { cacheConfig } from '../src/config/cache.config.js';
 import { TEST_BREAKER_CONFIG } from './support/breaker-config.js';
 import { CircuitContractModel, type ModelAdmission, type ModelConfig, type ModelOutcome } from './support/circuit-contract-model.js';
+import { callOutcome } from './support/contract-outcomes.js';
 import { propertyRunParameters } from './support/fast-check-replay.js';
 import { RedisTestServer } from './support/redis-server.js';
 
@@ -168,20 +169,6 @@ function verdictOf(outcome: ModelOutcome): FailureVerdict {
       return { counts: true, kind: 'http', status: 429, holdOpenMs: outcome.holdMs };
     default:
       return { counts: true, kind: 'http', status: 500 };
-  }
-}
-
-function callOutcome(outcome: ModelOutcome): CallOutcome {
-  const cause = { kind: 'http', status: 500, at: clock.now };
-  switch (outcome.kind) {
-    case 'fatal':
-      return { kind: 'failure', cause, opensAtOnce: true };
-    case 'hint':
-      return { kind: 'failure', cause, holdOpenMs: outcome.holdMs };
-    case 'failure':
-      return { kind: 'failure', cause };
-    default:
-      return { kind: outcome.kind };
   }
 }
 
@@ -609,7 +596,7 @@ class FleetCase {
     if (call.disabled) {
       await call.disabled.end(outcome);
     } else if (replica.enabled) {
-      await replica.circuit.settle(call.ticket!, callOutcome(outcome), clock.now);
+      await replica.circuit.settle(call.ticket!, callOutcome(outcome, clock.now), clock.now);
       await replica.circuit.flush();
     }
     if (call.modelled) this.model.settle(call.id, outcome, clock.now, 0.5);

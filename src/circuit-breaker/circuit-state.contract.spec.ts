@@ -1,8 +1,9 @@
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { CircuitContractModel, type ModelConfig, type ModelOutcome } from '../../test/support/circuit-contract-model.js';
+import { callOutcome } from '../../test/support/contract-outcomes.js';
 import { propertyRunParameters } from '../../test/support/fast-check-replay.js';
-import { type CallOutcome, CircuitStateMachine, type Ticket } from './circuit-state.js';
+import { CircuitStateMachine, type Ticket } from './circuit-state.js';
 
 // The replica's own circuit against the reference model written from the contract alone
 // (test/support/circuit-contract-model.ts): random admissions, outcomes of every kind and clock steps, the
@@ -73,20 +74,6 @@ const rateConfig: fc.Arbitrary<ModelConfig> = fc.record({
 });
 
 const configs = fc.oneof(anyConfig, rateConfig);
-
-function callOutcome(outcome: ModelOutcome, at: number): CallOutcome {
-  const cause = { kind: 'http', status: 500, at };
-  switch (outcome.kind) {
-    case 'fatal':
-      return { kind: 'failure', cause, opensAtOnce: true };
-    case 'hint':
-      return { kind: 'failure', cause, holdOpenMs: outcome.holdMs };
-    case 'failure':
-      return { kind: 'failure', cause };
-    default:
-      return { kind: outcome.kind };
-  }
-}
 
 /** Plays `script` on the circuit and on the model, comparing them after every step. */
 function agreesWithModel(config: ModelConfig, script: readonly Step[]): void {
