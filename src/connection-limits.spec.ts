@@ -119,6 +119,25 @@ describe('a server with capped connections', () => {
     expect(await running.head).toMatch(/^http\/1\.1 200/);
   });
 
+  it('a connection with a pipelined request still being answered is not idle: the mark closes none of it', async () => {
+    const port = await serve();
+    const pipelined = connect({ port, host: '127.0.0.1' });
+    clients.push(pipelined);
+    let received = '';
+    pipelined.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const closedEarly = new Promise<string>((resolve) => pipelined.once('close', () => resolve('closed')));
+    pipelined.write('GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /held HTTP/1.1\r\nHost: x\r\n\r\n');
+    while (!received.includes('{"ok":true}')) await new Promise((resolve) => setTimeout(resolve, 5));
+    // 13 more running requests make 14 connections, the mark: nothing here is idle, so nothing is closed.
+    const running = Array.from({ length: 13 }, () => send(port, '/held'));
+    await accepted(14);
+    const soon = new Promise<string>((resolve) => setTimeout(() => resolve('open'), 100));
+    expect(await Promise.race([closedEarly, soon])).toBe('open');
+    release();
+    for (const exchange of running) expect(await exchange.head).toMatch(/^http\/1\.1 200/);
+    while ((received.match(/\{"ok":true\}/g) ?? []).length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+  });
+
   it('nearly full, each response closes its own connection; with room again, responses keep them alive', async () => {
     const port = await serve();
     const running = Array.from({ length: 14 }, () => send(port, '/held'));

@@ -91,12 +91,17 @@ export function capConnections(fastify: FastifyInstance, limit = connectionLimit
     if (open >= nearlyFull) makeRoom();
   });
   server.on('drop', makeRoom);
+  /** Requests a socket has in hand (more than one when pipelined): idle only once every one is answered. */
+  const inHand = new WeakMap<Socket, number>();
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
     silent.delete(socket);
     keptAlive.delete(socket);
-    response.once('finish', () => {
-      if (!socket.destroyed && !response.hasHeader('connection')) keptAlive.add(socket);
+    inHand.set(socket, (inHand.get(socket) ?? 0) + 1);
+    response.once('close', () => {
+      const left = (inHand.get(socket) ?? 1) - 1;
+      inHand.set(socket, left);
+      if (left === 0 && !socket.destroyed && !response.hasHeader('connection')) keptAlive.add(socket);
     });
   });
   fastify.addHook('onSend', async (_request, reply) => {
