@@ -287,6 +287,38 @@ describe('CircuitBreaker.fireStream', () => {
     expect(breaker.snapshot()).toMatchObject({ inFlight: 0, stats: { successes: 0, failures: 0, timeouts: 0 } });
   });
 
+  it('the caller’s signal aborting as the first item arrives ends the call at once, whenever it lands', async () => {
+    // The abort lands some promise hops after the first read resolved: before fireStream resolves (a rejection), or
+    // after it built the stream (ended at once); either way nothing holds the place for the idle time-out.
+    for (let hops = 0; hops <= 8; hops++) {
+      const breaker = breakerWith({ maxConcurrent: 1 });
+      const caller = new AbortController();
+      const gone = new Error('client gone');
+      const source: AsyncIterable<string> = {
+        [Symbol.asyncIterator]: () => ({
+          next: () => {
+            const read = Promise.resolve({ value: 'first', done: false });
+            let hop: Promise<unknown> = read;
+            for (let i = 0; i < hops; i++) hop = hop.then(() => undefined);
+            void hop.then(() => caller.abort(gone));
+            return read;
+          },
+        }),
+      };
+      const started = await breaker
+        .fireStream(() => Promise.resolve(source), { signal: caller.signal })
+        .then(
+          (stream) => stream,
+          (error: unknown) => error,
+        );
+      await settle();
+      expect({ hops, aborted: caller.signal.aborted, inFlight: breaker.snapshot().inFlight }).toEqual({ hops, aborted: true, inFlight: 0 });
+      if (started instanceof Error) expect(started).toBe(gone);
+      else expect(await rejectionOf((started as GuardedStream<string>).next())).toBe(gone);
+      expect(breaker.snapshot().stats).toMatchObject({ successes: 0, failures: 0, timeouts: 0 });
+    }
+  });
+
   it('refuses like fire(): an open circuit, a full bulkhead, a caller already gone — the task never runs', async () => {
     const calls: string[] = [];
     const counting = (feed: Feed) => (signal: AbortSignal) => {

@@ -579,6 +579,8 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     this.first = first;
     call.signal.addEventListener('abort', () => this.abortedWhileHeld(), { once: true });
     this.awaitPull();
+    // Aborted between the first item and this stream (the caller left meanwhile): the listener came too late.
+    if (call.signal.aborted) this.abortedWhileHeld();
   }
 
   async next(): Promise<IteratorResult<T>> {
