@@ -324,6 +324,9 @@ describe('classifyUpstreamError', () => {
       const short = new AggregateError([socketError('EADDRNOTAVAIL'), socketError('EMFILE')], 'connect failed');
       expect(classifyUpstreamError(new TypeError('fetch failed', { cause: short }))).toMatchObject({ code: 'EADDRNOTAVAIL' });
       expect(classifyUpstreamError(short)).toMatchObject({ name: 'LocalResourceError', code: 'EADDRNOTAVAIL' });
+      // Wrapped as deep as the causes are followed: the attempts are the aggregate's parts, read at its depth.
+      const deep = new TypeError('fetch failed', { cause: new Error('a', { cause: new Error('b', { cause: short }) }) });
+      expect(classifyUpstreamError(deep)).toMatchObject({ name: 'LocalResourceError', code: 'EADDRNOTAVAIL' });
       // IPv4 refused, IPv6 without an address (a pod without IPv6): the endpoint is down, whichever attempt came first.
       for (const attempts of [
         [socketError('ECONNREFUSED'), socketError('EADDRNOTAVAIL')],

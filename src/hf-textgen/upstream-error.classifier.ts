@@ -125,7 +125,8 @@ function localResourceCode(error: unknown, depth = 0): LocalResourceCode | undef
   if (depth > MAX_CAUSE_DEPTH || typeof error !== 'object' || error === null) return undefined;
   const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
   if (Array.isArray(errors) && errors.length > 0) {
-    const attempts = (errors as unknown[]).map((attempt) => localResourceCode(attempt, depth + 1));
+    // Each attempt at the aggregate's own depth: they are its parts, not causes further down.
+    const attempts = (errors as unknown[]).map((attempt) => localResourceCode(attempt, depth));
     return attempts.every((found) => found !== undefined) ? attempts[0] : undefined;
   }
   if (typeof code === 'string' && Object.hasOwn(LOCAL_SHORTAGES, code)) return code as LocalResourceCode;
