@@ -324,6 +324,26 @@ describe('The fleet circuit on a real Redis', () => {
     }
   });
 
+  it('counts replicas mid-way through a change of the window size in one window: 50 % failures alternating between them still open', async () => {
+    const rate = { failureThreshold: 50, resetTimeoutMs: 1000, maxOpenMs: 300_000, resetBackoff: 1, failureRate: 0.5, minCalls: 4 };
+    const [before, after] = await Promise.all([
+      startReplica(redisServer.url, { ...rate, windowMs: 10_000 }),
+      startReplica(redisServer.url, { ...rate, windowMs: 20_000 }),
+    ]);
+    try {
+      // Success, failure, success, failure, one on each replica in turn: the fourth call makes 2 of 4.
+      for (const [i, ending] of (['success', 'failure', 'success', 'failure'] as const).entries()) {
+        const replica = i % 2 === 0 ? before : after;
+        await replica.circuit.settle((await replica.circuit.admit(clock.now))!, outcomeOf(ending), clock.now);
+        await replica.circuit.flush();
+        clock.now += 100;
+      }
+      expect(await eventually(() => [before, after].every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
+    } finally {
+      await Promise.all([before, after].map((r) => r.close()));
+    }
+  });
+
   it('keeps its keys under the prefix, with a TTL, and reads the time from Redis when no clock is given', async () => {
     const policy = { failureThreshold: 1, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
     const replica = await startReplica(redisServer.url, policy, false);

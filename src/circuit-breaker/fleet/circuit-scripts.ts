@@ -64,13 +64,15 @@ end
 
 -- Counts a call of the current generation that ended now in the failure-rate window: ten buckets of a tenth of
 -- windowMs each, on Redis' clock (failure-rate-window.ts keeps the same ones in process). A window of an earlier
--- generation, or counted with another window size (replicas mid-way through a rolling change of it), is empty: it
--- starts anew rather than mixing buckets of two sizes. Only the bucket counted in is written, unless the window
--- starts anew. True when a failure makes the window's rate open.
+-- generation is empty: every state change starts counting anew. Within a generation the window keeps the size it
+-- started with, so replicas mid-way through a rolling change of it count in one window; the new size takes over at
+-- the next state change. Only the bucket counted in is written, unless the window starts anew. True when a failure
+-- makes the window's rate open.
 local function windowTrips(rate, windowMs, minCalls, failed)
   if rate <= 0 then return false end
+  local current = win.wgen == s.gen and win.wms ~= nil
+  if current then windowMs = win.wms end
   local bucket = math.floor(now / math.max(1, windowMs / 10))
-  local current = win.wgen == s.gen and win.wms == windowMs
   local w = {}
   for i = 0, 9 do
     if current then w[i] = {win['wb' .. i] or -1, win['wc' .. i] or 0, win['wf' .. i] or 0} else w[i] = {-1, 0, 0} end
