@@ -58,7 +58,7 @@ export class ByteBoundedStore {
 }
 
 function entryBytes(stored: Stored, key: string): number {
-  return Math.max(1, ENTRY_OVERHEAD_BYTES + 2 * key.length + valueBytes(stored.value));
+  return ENTRY_OVERHEAD_BYTES + 2 * key.length + valueBytes(stored.value);
 }
 
 /** An answer's own text, and each excerpt at the cost of a reference; anything else by its JSON length. */

@@ -578,9 +578,9 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
   ) {
     this.first = first;
     call.signal.addEventListener('abort', () => this.abortedWhileHeld(), { once: true });
-    this.awaitPull();
     // Aborted between the first item and this stream (the caller left meanwhile): the listener came too late.
     if (call.signal.aborted) this.abortedWhileHeld();
+    else this.awaitPull();
   }
 
   async next(): Promise<IteratorResult<T>> {
