@@ -639,6 +639,17 @@ describe('CircuitBreaker', () => {
       });
     });
 
+    it('shows openedAt and nextAttemptAt exactly one open period apart, though the wall clock ticks between readings', async () => {
+      const breaker = await openedBreaker();
+      // The wall clock ticks in whole milliseconds, the monotonic one does not: here it ticks at every reading.
+      const wall = Date.now();
+      let readings = 0;
+      const ticking = jest.spyOn(Date, 'now').mockImplementation(() => wall + readings++);
+      const { openedAt, nextAttemptAt } = breaker.snapshot();
+      ticking.mockRestore();
+      expect(Date.parse(nextAttemptAt ?? '') - Date.parse(openedAt ?? '')).toBe(30_000);
+    });
+
     it('drops openedAt and nextAttemptAt once half-open', async () => {
       const breaker = await openedBreaker();
       await jest.advanceTimersByTimeAsync(30_000);

@@ -19,7 +19,7 @@ import {
   type Ticket,
   type TransitionListener,
 } from './circuit-state.js';
-import { monotonicNow, toWallClock } from './monotonic-clock.js';
+import { monotonicNow, toWallClock, wallClockOffset } from './monotonic-clock.js';
 
 export type { CircuitScope, CircuitState } from './circuit-state.js';
 
@@ -276,8 +276,7 @@ export class CircuitBreaker {
 
   /** When the half-open trial is due, while the circuit is open. */
   nextAttemptAt(): number | undefined {
-    const window = this.machine.openWindow(monotonicNow());
-    return window && Number.isFinite(window.nextAttemptAt) ? toWallClock(window.nextAttemptAt) : undefined;
+    return nextAttemptOf(this.machine.openWindow(monotonicNow()), wallClockOffset());
   }
 
   /**
@@ -292,8 +291,10 @@ export class CircuitBreaker {
 
   snapshot(): CircuitBreakerSnapshot {
     const now = monotonicNow();
+    // One reading for every time shown: openedAt and nextAttemptAt stay exactly one open period apart.
+    const offset = wallClockOffset();
     const window = this.machine.openWindow(now);
-    const next = this.nextAttemptAt();
+    const next = nextAttemptOf(window, offset);
     const cause = this.machine.cause;
     return {
       name: this.name,
@@ -302,14 +303,14 @@ export class CircuitBreaker {
       enabled: this.options.enabled,
       failures: this.machine.failures,
       failureThreshold: this.options.failureThreshold,
-      ...(window ? { openedAt: iso(toWallClock(window.openedAt)) } : {}),
+      ...(window ? { openedAt: iso(toWallClock(window.openedAt, offset)) } : {}),
       ...(next !== undefined ? { nextAttemptAt: iso(next) } : {}),
       ...(cause
         ? {
             lastFailure: {
               kind: cause.kind,
               ...(cause.status !== undefined ? { status: cause.status } : {}),
-              at: iso(toWallClock(cause.at)),
+              at: iso(toWallClock(cause.at, offset)),
             },
           }
         : {}),
@@ -451,6 +452,11 @@ export class CircuitBreaker {
       }
     }
   }
+}
+
+/** When the half-open trial is due, on the wall clock, for an open window. */
+function nextAttemptOf(window: { nextAttemptAt: number } | undefined, offset: number): number | undefined {
+  return window && Number.isFinite(window.nextAttemptAt) ? toWallClock(window.nextAttemptAt, offset) : undefined;
 }
 
 function iso(epochMs: number): string {

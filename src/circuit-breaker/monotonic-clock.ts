@@ -6,7 +6,15 @@ export function monotonicNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/**
+ * The wall clock minus the monotonic one, now. It moves by up to a millisecond from one reading to the next (the wall
+ * clock ticks in whole ones): times shown together are converted with one reading.
+ */
+export function wallClockOffset(): number {
+  return Date.now() - monotonicNow();
+}
+
 /** A time on the monotonic clock as the wall-clock time it stands for now (for display: ISO times, log lines). */
-export function toWallClock(monotonicMs: number): number {
-  return Date.now() + (monotonicMs - monotonicNow());
+export function toWallClock(monotonicMs: number, offset = wallClockOffset()): number {
+  return monotonicMs + offset;
 }
