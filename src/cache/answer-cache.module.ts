@@ -9,8 +9,8 @@ import { cacheConfig } from '../config/cache.config.js';
 import { AnswerCache } from './answer-cache.js';
 import { memoryKeyv } from './byte-bounded-store.js';
 import { CacheStoreHealthIndicator } from './cache-store.health.js';
-import { RedisConnection } from './redis-connection.js';
-import { RedisModule } from './redis.module.js';
+import { RedisConnection } from '../redis/redis-connection.js';
+import { RedisModule } from '../redis/redis.module.js';
 
 /** The answers in Redis when it is configured; else in process, in one LRU bounded by bytes (byte-bounded-store.ts). */
 @Module({

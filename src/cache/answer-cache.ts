@@ -4,8 +4,8 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
-import { RedisConnection } from './redis-connection.js';
-import { withinDeadline } from './within-deadline.js';
+import { RedisConnection } from '../redis/redis-connection.js';
+import { withinDeadline } from '../redis/within-deadline.js';
 
 export interface CachedAnswer {
   answer: string;

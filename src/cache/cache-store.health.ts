@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
-import { RedisConnection } from './redis-connection.js';
+import { RedisConnection } from '../redis/redis-connection.js';
 
 /** The answer cache's store: in-process memory is always up; Redis is up while connected. */
 @Injectable()

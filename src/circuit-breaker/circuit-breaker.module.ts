@@ -7,7 +7,7 @@ import { CircuitBreakerExplorer } from './circuit-breaker.explorer.js';
 import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
 import { CircuitBreakerRegistry } from './circuit-breaker.registry.js';
 import { SharedCircuitStore } from './fleet/shared-circuit-store.js';
-import { RedisModule } from '../cache/redis.module.js';
+import { RedisModule } from '../redis/redis.module.js';
 
 @Module({
   imports: [DiscoveryModule, TerminusModule, RedisModule, ConfigModule.forFeature(circuitBreakerConfig)],

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
-import { RedisConnection } from '../cache/redis-connection.js';
-import { redisScript, runScript } from '../cache/redis-script.js';
-import { withinDeadline } from '../cache/within-deadline.js';
+import { RedisConnection } from '../redis/redis-connection.js';
+import { redisScript, runScript } from '../redis/redis-script.js';
+import { withinDeadline } from '../redis/within-deadline.js';
 import { SlidingWindowCounter, type WindowHit } from './sliding-window.js';
 
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;

@@ -1,4 +1,4 @@
-import { redisScript } from '../../cache/redis-script.js';
+import { redisScript } from '../../redis/redis-script.js';
 
 /** Every key and channel of the fleet's circuits starts with this; bump the version when the layout changes. */
 export const CIRCUIT_KEY_PREFIX = 'assistant:circuit:v1:';

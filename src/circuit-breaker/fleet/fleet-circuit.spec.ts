@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import type { RedisScript } from '../../cache/redis-script.js';
+import type { RedisScript } from '../../redis/redis-script.js';
 import type { CallOutcome, CircuitPolicy, CircuitState, Ticket } from '../circuit-state.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
 import { type FleetState, parseFleetState } from './fleet-state.js';

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { RedisScript } from '../../cache/redis-script.js';
+import type { RedisScript } from '../../redis/redis-script.js';
 import { errorMessage } from '../../logging/error-message.js';
 import {
   type CallOutcome,

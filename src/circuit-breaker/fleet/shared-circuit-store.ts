@@ -9,9 +9,9 @@ import {
   Optional,
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { RedisConnection, type RedisClient } from '../../cache/redis-connection.js';
-import { type RedisScript, runScript } from '../../cache/redis-script.js';
-import { withinDeadline } from '../../cache/within-deadline.js';
+import { RedisConnection, type RedisClient } from '../../redis/redis-connection.js';
+import { type RedisScript, runScript } from '../../redis/redis-script.js';
+import { withinDeadline } from '../../redis/within-deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
