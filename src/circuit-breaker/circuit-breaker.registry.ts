@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { CircuitBreaker, type CircuitBreakerOptions, type CircuitFactory } from './circuit-breaker.js';
 import { DUPLICATE_BREAKER, NO_BREAKER } from './circuit-breaker.constants.js';
+import { decoratedMethods, guardMethod, methodNamesOf } from './circuit-breaker.guard.js';
 import { SharedCircuitStore } from './fleet/shared-circuit-store.js';
 
 /**
@@ -33,6 +34,18 @@ export class CircuitBreakerRegistry implements OnApplicationShutdown {
     const breaker = new CircuitBreaker(name, { ...options, ...overrides }, Math.random, this.createCircuit);
     this.breakers.set(name, breaker);
     return breaker;
+  }
+
+  /**
+   * Puts every @UseCircuitBreaker() method of `instance` behind the breaker `name` (added when it is new), whatever
+   * name the decorator gives: for instances built from config, one per target, each with a breaker of its own.
+   */
+  guard<T extends object>(instance: T, name: string): T {
+    const breaker = this.breakers.get(name) ?? this.add(name);
+    for (const method of decoratedMethods(instance, methodNamesOf(instance))) {
+      guardMethod(instance, method, breaker, `${instance.constructor.name}.${method.methodName} (breaker "${name}")`);
+    }
+    return instance;
   }
 
   get(name: string): CircuitBreaker {
