@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest 
 import { Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { createClient } from 'redis';
-import { RedisConnection } from '../src/cache/redis-connection.js';
+import { RedisConnection } from '../src/redis/redis-connection.js';
 import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
 import { CIRCUIT_KEY_PREFIX, CIRCUIT_SCRIPTS, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
 import type { FleetCircuit } from '../src/circuit-breaker/fleet/fleet-circuit.js';

@@ -4,7 +4,7 @@ import type { ConfigType } from '@nestjs/config';
 import fc from 'fast-check';
 import { isDeepStrictEqual } from 'node:util';
 import { createClient } from 'redis';
-import { RedisConnection } from '../src/cache/redis-connection.js';
+import { RedisConnection } from '../src/redis/redis-connection.js';
 import { CircuitBreaker, type FailureVerdict } from '../src/circuit-breaker/circuit-breaker.js';
 import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
 import { circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';

@@ -111,12 +111,13 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 /** `assistant_answers_total` for one source and fallback reason, as GET /metrics says. */
+/** Answers counted with this source and fallback reason, whichever model wrote them. */
 async function answersCounted(url: string, source: string, fallbackReason: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text
+  return text
     .split('\n')
-    .find((l) => l.startsWith(`assistant_answers_total{source="${source}",fallback_reason="${fallbackReason}"}`));
-  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    .filter((l) => l.startsWith(`assistant_answers_total{source="${source}",fallback_reason="${fallbackReason}",`))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
 }
 
 const nowSeconds = () => Date.now() / 1000;

@@ -11,7 +11,7 @@ import { CACHE_MANAGER, type Cache } from '@nestjs/cache-manager';
 import { AnswerCache } from '../src/cache/answer-cache.js';
 import { PROMPT_VERSION } from '../src/assistant/prompt.builder.js';
 import { DEFAULT_TOP_K } from '../src/assistant/query.dto.js';
-import { HfTextGenService } from '../src/hf-textgen/hf-textgen.service.js';
+import { ModelTargets } from '../src/hf-textgen/model-targets.js';
 import { KnowledgeBase } from '../src/knowledge/knowledge-base.js';
 
 interface Reply {
@@ -145,7 +145,7 @@ describe('entries in Redis that the app did not write', () => {
     return replica.app.get(AnswerCache).keyFor({
       query: question,
       topK: DEFAULT_TOP_K,
-      ...replica.app.get(HfTextGenService).generationParameters,
+      ...replica.app.get(ModelTargets).generationParameters,
       corpusVersion: replica.app.get(KnowledgeBase).version,
       promptVersion: PROMPT_VERSION,
     });

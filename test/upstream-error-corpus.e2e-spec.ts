@@ -1,9 +1,9 @@
-// The error-shape corpus (test/support/upstream-error-corpus.ts) replayed through HfTextGenService, the HF client and
+// The error-shape corpus (test/support/upstream-error-corpus.ts) replayed through HfTextGenClient, the HF client and
 // the classifier production uses, against the fake upstream on loopback: each shape must get the verdict the contract
 // gives it. The plain service (no Nest, so no breaker): the verdict is what the breaker would be handed.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { modelFailureVerdict } from '../src/hf-textgen/hf-textgen.errors.js';
-import { HfTextGenService } from '../src/hf-textgen/hf-textgen.service.js';
+import { HfTextGenClient } from '../src/hf-textgen/hf-textgen.client.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
 import { UPSTREAM_ERROR_CORPUS, type CallPath, type ExpectedVerdict, type UpstreamErrorFixture } from './support/upstream-error-corpus.js';
 
@@ -37,14 +37,14 @@ const cases = UPSTREAM_ERROR_CORPUS.flatMap((fixture) =>
   ]),
 );
 
-describe('the error-shape corpus through HfTextGenService and the real HF client', () => {
+describe('the error-shape corpus through HfTextGenClient and the real HF client', () => {
   let upstream: FakeHfUpstream;
-  let service: HfTextGenService;
+  let service: HfTextGenClient;
 
   beforeAll(async () => {
     upstream = await FakeHfUpstream.start();
     // As a deployment with HF_MAX_NEW_TOKENS above the model's limit would send it.
-    service = new HfTextGenService({
+    service = new HfTextGenClient({
       token: 'hf_corpus_token',
       model: 'org/instruct-model',
       endpointUrl: upstream.url,

@@ -3,7 +3,10 @@ import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 
 /** A streamed answer, event by event (the contract's Streaming section): excerpts once, tokens, done last. */
 export type AnswerEvent =
-  { type: 'excerpts'; excerpts: Excerpt[] } | { type: 'token'; text: string } | { type: 'done'; answer: AssistantAnswerDto };
+  | { type: 'excerpts'; excerpts: Excerpt[] }
+  /** `model`: the target writing the text (a cached answer's, when it is known); transports that name it read it here. */
+  | { type: 'token'; text: string; model?: string }
+  | { type: 'done'; answer: AssistantAnswerDto };
 
 /**
  * The events of a streamed answer whose first event is already known: everything that can refuse the request

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import type { CircuitState } from '../circuit-breaker/circuit-breaker.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
+import { FAILOVER_REASONS, type FailoverEntry } from './failover.js';
 import { type CircuitStatus, FALLBACK_REASONS, type FallbackReason, UNAVAILABLE_REASONS } from './assistant.errors.js';
 
 export const ANSWER_SOURCES = ['llm', 'cache', 'excerpts'] as const;
@@ -8,6 +9,18 @@ export type AnswerSource = (typeof ANSWER_SOURCES)[number];
 
 /** Every CircuitState exactly once: `satisfies` rejects a missing state and one that does not exist. */
 const CIRCUIT_STATES = Object.keys({ closed: true, open: true, half_open: true } satisfies Record<CircuitState, true>);
+
+export class FailoverEntryDto implements FailoverEntry {
+  @ApiProperty({ description: 'The target passed over, as configured', example: 'meta-llama/Llama-3.1-8B-Instruct' })
+  model!: string;
+
+  @ApiProperty({
+    type: 'string',
+    enum: FAILOVER_REASONS,
+    description: 'Why (rejected: a request-specific rejection; timeout: the deadline ran out)',
+  })
+  reason!: FailoverEntry['reason'];
+}
 
 export class ExcerptDto implements Excerpt {
   @ApiProperty({ description: 'The document the excerpt comes from (its file name without extension)', example: 'circuit-breaker' })
@@ -54,8 +67,20 @@ export class AssistantAnswerDto {
   @ApiProperty({ type: [ExcerptDto], description: 'The knowledge-base excerpts used as context (at most topK)' })
   excerpts!: ExcerptDto[];
 
-  @ApiProperty({ type: CircuitStatusDto })
+  @ApiProperty({ type: CircuitStatusDto, description: "The first target's breaker" })
   circuit!: CircuitStatusDto;
+
+  @ApiPropertyOptional({
+    description: 'The target that wrote the answer, as configured (without any @<base URL>); present for source llm, and cache when known',
+    example: 'meta-llama/Llama-3.1-8B-Instruct',
+  })
+  model?: string;
+
+  @ApiPropertyOptional({
+    type: [FailoverEntryDto],
+    description: 'The earlier targets passed over before the one that answered, in order; present only when there were any',
+  })
+  failover?: FailoverEntryDto[];
 
   @ApiPropertyOptional({ format: 'date-time', description: 'When the cached answer was made; present when source is cache' })
   cachedAt?: string;

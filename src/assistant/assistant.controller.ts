@@ -1,6 +1,5 @@
 import { Body, Controller, Headers, HttpCode, HttpStatus, Post, UseInterceptors } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { AnswerMetricsInterceptor } from '../metrics/answer-metrics.interceptor.js';
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import { ApiAnswerResponses } from './assistant.openapi.js';
 import { AnswerEventStream } from './answer-events.js';
@@ -17,7 +16,7 @@ export class AssistantController {
 
   @Post('query')
   @HttpCode(HttpStatus.OK)
-  @UseInterceptors(ServerSentEventsInterceptor, AnswerMetricsInterceptor)
+  @UseInterceptors(ServerSentEventsInterceptor)
   @ApiAnswerResponses()
   query(
     @Body(MaxQueryLengthPipe) body: QueryDto,

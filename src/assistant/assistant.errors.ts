@@ -1,4 +1,6 @@
-import type { CircuitState } from '../circuit-breaker/circuit-breaker.js';
+import type { CircuitStatus } from '../hf-textgen/model-targets.js';
+
+export type { CircuitStatus } from '../hf-textgen/model-targets.js';
 
 export const FALLBACK_REASONS = [
   'circuit_open',
@@ -13,11 +15,6 @@ export const FALLBACK_REASONS = [
 export type FallbackReason = (typeof FALLBACK_REASONS)[number];
 /** What a 503 can say: an interrupted stream always has its partial answer to send. */
 export const UNAVAILABLE_REASONS = FALLBACK_REASONS.filter((reason) => reason !== 'interrupted');
-
-export interface CircuitStatus {
-  name: string;
-  state: CircuitState;
-}
 
 /** The model is unavailable and nothing is left to answer from: 503 with Retry-After. */
 export class UpstreamUnavailableError extends Error {

@@ -2,12 +2,10 @@ import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
-import { CircuitBreakerModule } from '../circuit-breaker/circuit-breaker.module.js';
 import { assistantConfig } from '../config/assistant.config.js';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { HfTextGenModule } from '../hf-textgen/hf-textgen.module.js';
 import { KnowledgeModule } from '../knowledge/knowledge.module.js';
-import { MetricsModule } from '../metrics/metrics.module.js';
 import { AssistantController } from './assistant.controller.js';
 import { AssistantService } from './assistant.service.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
@@ -19,10 +17,8 @@ import { ClientGoneFilter } from './client-gone.filter.js';
     ConfigModule.forFeature(assistantConfig),
     ConfigModule.forFeature(circuitBreakerConfig),
     AnswerCacheModule,
-    CircuitBreakerModule,
     HfTextGenModule,
     KnowledgeModule,
-    MetricsModule,
   ],
   controllers: [AssistantController],
   providers: [

@@ -1,17 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AnswerCache, type CachedAnswer } from '../cache/answer-cache.js';
-import type { CircuitBreaker } from '../circuit-breaker/circuit-breaker.js';
-import { BulkheadFullError, CallTimeoutError, CircuitOpenError } from '../circuit-breaker/circuit-breaker.errors.js';
-import { CircuitBreakerRegistry } from '../circuit-breaker/circuit-breaker.registry.js';
+import { assistantConfig } from '../config/assistant.config.js';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
-import { ModelCallFailedError, ModelUnconfiguredError } from '../hf-textgen/hf-textgen.errors.js';
-import { HfTextGenService } from '../hf-textgen/hf-textgen.service.js';
+import { ModelTargets, TargetPassedError } from '../hf-textgen/model-targets.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { KnowledgeBase } from '../knowledge/knowledge-base.js';
 import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import type { AnswerEvent } from './answer-events.js';
-import { type CircuitStatus, type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
+import type { AnswerListener } from './answer-listener.js';
+import { type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
+import { askTargets, failoverEntry, type FailoverOptions } from './failover.js';
 import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
 
@@ -28,171 +27,206 @@ interface Outage {
   retryAfterSeconds: number;
 }
 
-/** Answers a question: fresh cache → model → stale cache → excerpts → unavailable (503). */
+/**
+ * Answers a question through one chain (the contract's order of answers): fresh cache → the model targets in order
+ * → stale cache → excerpts → unavailable (503). `answer` and `stream` are the same chain; the transports only format
+ * what it gives.
+ */
 @Injectable()
 export class AssistantService {
-  private readonly breaker: CircuitBreaker;
+  private readonly failover: FailoverOptions;
+  private readonly listeners = new Set<AnswerListener>();
 
   constructor(
     private readonly cache: AnswerCache,
     private readonly knowledge: KnowledgeBase,
-    private readonly model: HfTextGenService,
-    breakers: CircuitBreakerRegistry,
-    @Inject(circuitBreakerConfig.KEY) private readonly breakerConfig: ConfigType<typeof circuitBreakerConfig>,
+    private readonly targets: ModelTargets,
+    @Inject(assistantConfig.KEY) config: ConfigType<typeof assistantConfig>,
+    @Inject(circuitBreakerConfig.KEY) breakerConfig: ConfigType<typeof circuitBreakerConfig>,
   ) {
-    this.breaker = breakers.get(breakers.defaultName);
+    this.failover = { deadlineMs: config.deadlineMs, hedgeAfterMs: config.hedgeAfterMs, callTimeoutMs: breakerConfig.timeoutMs };
+  }
+
+  /** Tells `listener` of every answer, 503 and streamed answer's end, until the returned function is called. */
+  observe(listener: AnswerListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). */
-  async answer({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
-    const key = this.cacheKey(query, topK);
-    const cached = await this.cache.lookup(key);
-    if (cached && this.cache.isFresh(cached)) return this.fromCache(cached);
-
-    const excerpts = this.knowledge.search(query, topK);
-    let outage: Outage;
-    try {
-      const generation = await this.model.generate(buildPrompt(query, excerpts), signal);
-      await this.cache.store(key, { answer: generation.text, excerpts });
-      return this.fromModel(generation.text, excerpts);
-    } catch (error) {
-      // The caller left: no fallback to build, nothing to count as served.
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : error;
-      outage = this.describeOutage(error);
-    }
-
-    if (cached) return this.fromStaleCache(cached, outage);
-    if (excerpts.length > 0) return this.fromExcerpts(excerpts, outage);
-    throw new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.circuitStatus());
+  async answer(query: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
+    for await (const event of this.chain(query, signal, false)) if (event.type === 'done') return event.answer;
+    throw new Error('The answer chain ended without an answer');
   }
 
   /**
    * The same answer, streamed (the contract's Streaming section): `excerpts`, then the model's `token`s as they come,
-   * then `done` with the body `answer` would give. A fresh cached answer comes as one token. The model failing before
-   * its first token: the fallbacks, as `done`. After tokens were sent: `done` with the partial answer, degraded,
-   * `interrupted` (never cached). Nothing to fall back on: UpstreamUnavailableError before any event, which is why
-   * the excerpts event waits for the first token when there is no fallback to send instead.
+   * then `done` with the body `answer` would give. A fresh cached answer comes as one token. Every target failing
+   * before its first token: the fallbacks, as `done`. After tokens were sent: `done` with the partial answer,
+   * degraded, `interrupted` (never cached). Nothing to fall back on: UpstreamUnavailableError before any event, which
+   * is why the excerpts event waits for the first token when there is no fallback to send instead.
    */
-  async *stream({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal?: AbortSignal): AsyncGenerator<AnswerEvent, void, undefined> {
+  stream(query: AssistantQuery, signal?: AbortSignal): AsyncGenerator<AnswerEvent, void, undefined> {
+    return this.observedStream(this.chain(query, signal, true));
+  }
+
+  /** The chain; `streamed` decides only whether the excerpts and tokens are yielded as they come. */
+  private async *chain({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal: AbortSignal | undefined, streamed: boolean) {
     const key = this.cacheKey(query, topK);
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) {
-      yield { type: 'excerpts', excerpts: cached.excerpts };
-      yield { type: 'token', text: cached.answer };
-      yield { type: 'done', answer: this.fromCache(cached) };
+      if (streamed) {
+        yield { type: 'excerpts', excerpts: cached.excerpts } satisfies AnswerEvent;
+        yield { type: 'token', text: cached.answer, ...(cached.model !== undefined ? { model: cached.model } : {}) } satisfies AnswerEvent;
+      }
+      yield this.done(this.fromCache(cached));
       return;
     }
 
     const excerpts = this.knowledge.search(query, topK);
-    const generation = this.model.generateStream(buildPrompt(query, excerpts), signal);
-    // Read below; until then its rejection must not count as unhandled.
-    generation.catch(() => undefined);
-    let pieces: AsyncIterableIterator<string> | undefined;
-    try {
-      const hasFallback = cached !== undefined || excerpts.length > 0;
-      if (hasFallback) yield { type: 'excerpts', excerpts };
-      try {
-        pieces = await generation;
-      } catch (error) {
-        if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : error;
-        const outage = this.describeOutage(error);
-        if (cached) yield { type: 'done', answer: this.fromStaleCache(cached, outage) };
-        else if (excerpts.length > 0) yield { type: 'done', answer: this.fromExcerpts(excerpts, outage) };
-        else throw new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.circuitStatus());
-        return;
-      }
-      if (!hasFallback) yield { type: 'excerpts', excerpts };
+    const hasFallback = cached !== undefined || excerpts.length > 0;
+    if (streamed && hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
+    const asked = await askTargets(this.targets.list, buildPrompt(query, excerpts), signal, streamed, this.failover);
+    const failover = asked.passed.length > 0 ? { failover: asked.passed.map(failoverEntry) } : {};
 
-      let text = '';
-      try {
-        for await (const piece of pieces) {
-          text += piece;
-          yield { type: 'token', text: piece };
-        }
-      } catch (error) {
-        if (signal?.aborted) return;
-        const outage: Outage = { reason: 'interrupted', retryAfterSeconds: this.describeOutage(error).retryAfterSeconds };
-        yield { type: 'done', answer: this.respond({ answer: text, source: 'llm', excerpts }, outage) };
-        return;
-      }
-      await this.cache.store(key, { answer: text.trim(), excerpts });
-      yield { type: 'done', answer: this.fromModel(text.trim(), excerpts) };
-    } finally {
-      // Ended early (the client left, or an error above): the model's stream, started or not, is ended and aborted.
-      if (pieces) await pieces.return?.();
-      else
-        void generation.then(
-          (started) => started.return?.(),
-          () => undefined,
-        );
+    if (!asked.answered) {
+      const outage = this.outageOf(asked.passed);
+      if (cached) yield this.done(this.fromStaleCache(cached, outage));
+      else if (excerpts.length > 0) yield this.done(this.fromExcerpts(excerpts, outage));
+      else throw this.unavailable(outage);
+      return;
     }
+    const { model } = asked;
+    if ('text' in asked) {
+      await this.cache.store(key, { answer: asked.text, excerpts, model });
+      yield this.done(this.respond({ answer: asked.text, source: 'llm', excerpts, model, ...failover }));
+      return;
+    }
+
+    if (!hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
+    const pieces = asked.pieces;
+    let text = '';
+    try {
+      for (;;) {
+        let read: IteratorResult<string>;
+        try {
+          read = await pieces.next();
+        } catch (error) {
+          if (signal?.aborted) return;
+          const outage: Outage = {
+            reason: 'interrupted',
+            retryAfterSeconds: error instanceof TargetPassedError ? error.retryAfterSeconds : 1,
+          };
+          yield this.done(this.respond({ answer: text, source: 'llm', excerpts, model, ...failover }, outage));
+          return;
+        }
+        if (read.done) break;
+        text += read.value;
+        yield { type: 'token', text: read.value, model } satisfies AnswerEvent;
+      }
+    } finally {
+      // Ended early (the client left, or an error above): the model's stream is ended and aborted.
+      await pieces.return?.();
+    }
+    await this.cache.store(key, { answer: text.trim(), excerpts, model });
+    yield this.done(this.respond({ answer: text.trim(), source: 'llm', excerpts, model, ...failover }));
+  }
+
+  /** Tells the listeners how a streamed answer went: its first token, and how it ended. */
+  private async *observedStream(events: AsyncGenerator<AnswerEvent, void, undefined>): AsyncGenerator<AnswerEvent, void, undefined> {
+    const startedAt = performance.now();
+    let firstTokenSeconds: number | undefined;
+    let outcome: 'completed' | 'interrupted' | 'abandoned' = 'abandoned';
+    try {
+      for await (const event of events) {
+        if (event.type === 'token' && firstTokenSeconds === undefined) firstTokenSeconds = (performance.now() - startedAt) / 1000;
+        if (event.type === 'done') {
+          outcome = event.answer.fallbackReason === 'interrupted' ? 'interrupted' : 'completed';
+          const { source } = event.answer;
+          // Which source the first token came from is known at done: the model's, or a cached answer's (sent at once).
+          if (firstTokenSeconds !== undefined && source !== 'excerpts')
+            this.tell((listener) => listener.firstToken(source, firstTokenSeconds!));
+        }
+        yield event;
+      }
+    } finally {
+      this.tell((listener) => listener.streamEnded(outcome));
+    }
+  }
+
+  private done(answer: AssistantAnswer): AnswerEvent {
+    this.tell((listener) => listener.answered(answer));
+    return { type: 'done', answer };
+  }
+
+  private unavailable(outage: Outage): UpstreamUnavailableError {
+    this.tell((listener) => listener.unavailable(outage.reason));
+    return new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.targets.first.circuit);
+  }
+
+  private tell(notify: (listener: AnswerListener) => void): void {
+    for (const listener of this.listeners) notify(listener);
   }
 
   private cacheKey(query: string, topK: number): string {
     return this.cache.keyFor({
       query,
       topK,
-      ...this.model.generationParameters,
+      ...this.targets.generationParameters,
       corpusVersion: this.knowledge.version,
       promptVersion: PROMPT_VERSION,
     });
   }
 
   private fromCache(cached: CachedAnswer): AssistantAnswer {
-    return this.respond({ answer: cached.answer, source: 'cache', excerpts: cached.excerpts, cachedAt: iso(cached.createdAt) });
-  }
-
-  private fromModel(answer: string, excerpts: Excerpt[]): AssistantAnswer {
-    return this.respond({ answer, source: 'llm', excerpts });
+    return this.respond({ ...cachedBody(cached) });
   }
 
   private fromStaleCache(cached: CachedAnswer, outage: Outage): AssistantAnswer {
-    this.breaker.recordFallback();
-    return this.respond({ answer: cached.answer, source: 'cache', excerpts: cached.excerpts, cachedAt: iso(cached.createdAt) }, outage);
+    this.targets.first.breaker.recordFallback();
+    return this.respond(cachedBody(cached), outage);
   }
 
   private fromExcerpts(excerpts: Excerpt[], outage: Outage): AssistantAnswer {
-    this.breaker.recordFallback();
+    this.targets.first.breaker.recordFallback();
     return this.respond({ answer: answerFromExcerpts(excerpts), source: 'excerpts', excerpts }, outage);
   }
 
-  private respond(body: Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt'>, outage?: Outage): AssistantAnswer {
+  private respond(
+    body: Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt' | 'model' | 'failover'>,
+    outage?: Outage,
+  ): AssistantAnswer {
     return {
       answer: body.answer,
       source: body.source,
       degraded: outage !== undefined,
       fallbackReason: outage?.reason ?? null,
       excerpts: body.excerpts,
-      circuit: this.circuitStatus(),
+      circuit: this.targets.first.circuit,
+      ...(body.model !== undefined ? { model: body.model } : {}),
+      ...(body.failover !== undefined ? { failover: body.failover } : {}),
       ...(body.cachedAt !== undefined ? { cachedAt: body.cachedAt } : {}),
       ...(outage ? { retryAfterSeconds: outage.retryAfterSeconds } : {}),
     };
   }
 
-  /** Why the model gave no answer, and when asking again could reach it (never later than the longest open period). */
-  private describeOutage(error: unknown): Outage {
-    if (error instanceof CircuitOpenError) return { reason: 'circuit_open', retryAfterSeconds: error.retryAfterSeconds };
-    if (error instanceof BulkheadFullError) return { reason: 'overloaded', retryAfterSeconds: error.retryAfterSeconds };
-    if (error instanceof ModelUnconfiguredError) {
-      // Nothing will change until someone configures a model; suggest the breaker's own retry cadence.
-      return {
-        reason: 'upstream_unconfigured',
-        retryAfterSeconds: this.breaker.retryAfterSeconds(this.breakerConfig.resetTimeoutMs / 1000),
-      };
-    }
-    const timedOut = error instanceof CallTimeoutError || (error instanceof ModelCallFailedError && error.kind === 'timeout');
-    const rateLimited = error instanceof ModelCallFailedError && error.isRateLimited;
-    const upstreamHint = error instanceof ModelCallFailedError ? error.retryAfterSeconds : undefined;
-    // This failure may just have opened the circuit: then the trial time is the honest answer.
-    const retryAfterSeconds = this.breaker.retryAfterSeconds(upstreamHint);
-    return { reason: timedOut ? 'timeout' : rateLimited ? 'rate_limited' : 'upstream_error', retryAfterSeconds };
-  }
-
-  private circuitStatus(): CircuitStatus {
-    return { name: this.breaker.name, state: this.breaker.state };
+  /**
+   * Every target passed: the first target's reason (a request-specific rejection is an upstream error to the
+   * caller), and the soonest any target may be tried again.
+   */
+  private outageOf(passed: readonly TargetPassedError[]): Outage {
+    const first = passed[0];
+    const reason: FallbackReason = first.reason === 'rejected' ? 'upstream_error' : first.reason;
+    return { reason, retryAfterSeconds: Math.min(...passed.map((target) => target.retryAfterSeconds)) };
   }
 }
 
-function iso(epochMs: number): string {
-  return new Date(epochMs).toISOString();
+function cachedBody(cached: CachedAnswer): Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt' | 'model'> {
+  return {
+    answer: cached.answer,
+    source: 'cache',
+    excerpts: cached.excerpts,
+    cachedAt: new Date(cached.createdAt).toISOString(),
+    ...(cached.model !== undefined ? { model: cached.model } : {}),
+  };
 }

@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { ChatPrompt } from '../hf-textgen/hf-textgen.service.js';
+import type { ChatPrompt } from '../hf-textgen/hf-textgen.client.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 
 export const SYSTEM_INSTRUCTION =

@@ -39,7 +39,8 @@ export async function* serverSentEvents(
         if (result === undefined) yield PING;
       }
       if (result.done) break;
-      yield format(result.value);
+      const text = format(result.value);
+      if (text !== '') yield text;
     }
     finished = true;
   } finally {

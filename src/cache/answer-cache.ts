@@ -10,6 +10,8 @@ import { withinDeadline } from '../redis/within-deadline.js';
 export interface CachedAnswer {
   answer: string;
   excerpts: Excerpt[];
+  /** The model target that wrote it, as configured; absent from entries written before targets were recorded. */
+  model?: string;
   /** Epoch ms; one read tells fresh from stale. */
   createdAt: number;
 }
@@ -123,8 +125,14 @@ export class AnswerCache {
 
 function isCachedAnswer(value: unknown): value is CachedAnswer {
   if (typeof value !== 'object' || value === null) return false;
-  const { answer, excerpts, createdAt } = value as Record<string, unknown>;
-  return typeof answer === 'string' && Number.isFinite(createdAt) && Array.isArray(excerpts) && excerpts.every(isExcerpt);
+  const { answer, excerpts, createdAt, model } = value as Record<string, unknown>;
+  return (
+    typeof answer === 'string' &&
+    Number.isFinite(createdAt) &&
+    (model === undefined || typeof model === 'string') &&
+    Array.isArray(excerpts) &&
+    excerpts.every(isExcerpt)
+  );
 }
 
 function isExcerpt(value: unknown): value is Excerpt {

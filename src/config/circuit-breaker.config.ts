@@ -8,7 +8,8 @@ export const circuitBreakerConfig = registerAs('circuitBreaker', () => {
     /** The breaker guarding generation; `@UseCircuitBreaker()` without a name means this one. */
     name: env.CIRCUIT_BREAKER_NAME,
     failureThreshold: env.CIRCUIT_BREAKER_FAIL_THRESHOLD,
-    timeoutMs: Math.round(env.CIRCUIT_BREAKER_TIMEOUT_SECONDS * 1000),
+    /** Per-call limit; never longer than the request's deadline (ASSISTANT_DEADLINE_SECONDS), which no call outlives. */
+    timeoutMs: Math.round(Math.min(env.CIRCUIT_BREAKER_TIMEOUT_SECONDS, env.ASSISTANT_DEADLINE_SECONDS) * 1000),
     resetTimeoutMs: Math.round(env.CIRCUIT_BREAKER_RESET_TIMEOUT * 1000),
     maxOpenMs: Math.round(env.CIRCUIT_BREAKER_MAX_OPEN_SECONDS * 1000),
     resetBackoff: env.CIRCUIT_BREAKER_RESET_BACKOFF,

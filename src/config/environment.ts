@@ -18,6 +18,7 @@ import {
   MinLength,
   validateSync,
 } from 'class-validator';
+import { duplicateBreakerName, fallbackModelsProblem, type ModelTargetConfig, modelTargets } from './model-targets.js';
 
 /** Thrown at start-up when a variable does not parse; its message is one line naming the variable. */
 export class InvalidEnvironmentError extends Error {
@@ -131,6 +132,18 @@ export class Environment {
   @IsOptional()
   @IsUrl({ protocols: ['http', 'https'], require_tld: false, require_protocol: true })
   HF_ENDPOINT_URL?: string;
+
+  /** More targets after HF_MODEL, tried in order: `model[:provider]` or `model@<base URL>`, comma-separated (model-targets.ts). */
+  @ValidateBy({
+    name: 'isFallbackModels',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && fallbackModelsProblem(value) === undefined,
+      defaultMessage: (args) =>
+        typeof args?.value === 'string' ? (fallbackModelsProblem(args.value) ?? 'is invalid') : 'must be a string',
+    },
+  })
+  @IsString()
+  HF_FALLBACK_MODELS: string = '';
 
   @Min(1)
   @Max(100_000)
@@ -275,6 +288,20 @@ export class Environment {
   @IsNumber()
   SHUTDOWN_DRAIN_SECONDS: number = 5;
 
+  /** The longest one request spends on model calls, every target and hedge together; then the fallbacks answer. */
+  @Max(MAX_TIMER_SECONDS)
+  @Min(MIN_TIMER_SECONDS)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  ASSISTANT_DEADLINE_SECONDS: number = 30;
+
+  /** A target without a first token after this long gets a hedge: the next admitted target is asked too; 0 = off. */
+  @Max(MAX_TIMER_SECONDS)
+  @Min(0)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  HF_HEDGE_AFTER_SECONDS: number = 0;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 }
@@ -300,7 +327,19 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
   if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
     throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
   }
+  const shared = duplicateBreakerName(targetsOf(env));
+  if (shared !== undefined) {
+    throw new InvalidEnvironmentError('HF_FALLBACK_MODELS', `two entries would share the breaker "${shared}"; name each model once`);
+  }
   return env;
+}
+
+/** The model targets in order: HF_MODEL, then HF_FALLBACK_MODELS (see model-targets.ts). */
+export function targetsOf(env: Environment): ModelTargetConfig[] {
+  return modelTargets(
+    { model: env.HF_MODEL, breakerName: env.CIRCUIT_BREAKER_NAME, ...(env.HF_ENDPOINT_URL ? { endpointUrl: env.HF_ENDPOINT_URL } : {}) },
+    env.HF_FALLBACK_MODELS,
+  );
 }
 
 /** A URL's password never reaches a log line: `redis://user:secret@host` is shown as `redis://user:***@host`. */

@@ -10,6 +10,7 @@ export {
   LOG_LEVELS,
   type LogLevel,
   parseTrustProxy,
+  targetsOf,
   type TrustProxy,
   validateEnvironment,
 } from './environment.js';
@@ -17,3 +18,4 @@ export { hfTextGenConfig } from './hf-textgen.config.js';
 export { knowledgeConfig } from './knowledge.config.js';
 export { loggingConfig } from './logging.config.js';
 export { rateLimitConfig, trustProxySetting } from './rate-limit.config.js';
+export { type ModelTargetConfig } from './model-targets.js';

@@ -4,19 +4,19 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest 
 import { Logger } from '@nestjs/common';
 import { FakeHfUpstream, type Fault } from '../../test/support/fake-hf-upstream.js';
 import { modelFailureVerdict, ModelCallFailedError, ModelRequestRejectedError, ModelUnconfiguredError } from './hf-textgen.errors.js';
-import { HfTextGenService } from './hf-textgen.service.js';
+import { HfTextGenClient } from './hf-textgen.client.js';
 
 // The plain service (no Nest, so no breaker): what the client sends and how each upstream answer is classified.
 const TOKEN = 'hf_unit_test_secret_token';
 const PROMPT = { system: 'Answer from the excerpts.', user: 'Excerpts:\n[1] Guide\nText\n\nQuestion: what is half-open?' };
 
-describe('HfTextGenService against a real HTTP upstream', () => {
+describe('HfTextGenClient against a real HTTP upstream', () => {
   let upstream: FakeHfUpstream;
-  let service: HfTextGenService;
+  let service: HfTextGenClient;
 
   beforeAll(async () => {
     upstream = await FakeHfUpstream.start();
-    service = new HfTextGenService({
+    service = new HfTextGenClient({
       token: TOKEN,
       model: 'org/instruct-model',
       endpointUrl: upstream.url,
@@ -131,7 +131,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
   });
 
   it('makes no call at all without a token or an endpoint', async () => {
-    const unconfigured = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
+    const unconfigured = new HfTextGenClient({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
     expect(unconfigured.configured).toBe(false);
     await expect(unconfigured.generate(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
     expect(upstream.calls).toBe(0);
@@ -139,7 +139,7 @@ describe('HfTextGenService against a real HTTP upstream', () => {
   });
 });
 
-describe('HfTextGenService against an endpoint whose completions name no model', () => {
+describe('HfTextGenClient against an endpoint whose completions name no model', () => {
   let server: Server;
   let endpointUrl: string;
   let servedModel: string | undefined;
@@ -166,7 +166,7 @@ describe('HfTextGenService against an endpoint whose completions name no model',
   });
 
   const serviceFor = (url: string) =>
-    new HfTextGenService({ token: undefined, model: 'org/configured', endpointUrl: url, maxNewTokens: 8, temperature: 0 });
+    new HfTextGenClient({ token: undefined, model: 'org/configured', endpointUrl: url, maxNewTokens: 8, temperature: 0 });
 
   it('reports the configured model when the completion names none', async () => {
     servedModel = undefined;
@@ -182,7 +182,7 @@ describe('HfTextGenService against an endpoint whose completions name no model',
   });
 });
 
-describe('HfTextGenService at start-up', () => {
+describe('HfTextGenClient at start-up', () => {
   let log: jest.Spied<Logger['log']>;
   let warn: jest.Spied<Logger['warn']>;
 
@@ -197,18 +197,18 @@ describe('HfTextGenService at start-up', () => {
   const config = { model: 'org/instruct-model', maxNewTokens: 8, temperature: 0 };
 
   it('says it generates through the HF Inference Providers router when only a token is set, never logging the token', () => {
-    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: undefined }).onModuleInit();
+    new HfTextGenClient({ ...config, token: TOKEN, endpointUrl: undefined }).announce();
     expect(log.mock.calls).toEqual([['Generating with org/instruct-model through the HF Inference Providers router']]);
     expect(warn).not.toHaveBeenCalled();
   });
 
   it('names only the origin of a configured endpoint, not its path or query', () => {
-    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: 'http://127.0.0.1:8080/v1/private?key=abc' }).onModuleInit();
+    new HfTextGenClient({ ...config, token: TOKEN, endpointUrl: 'http://127.0.0.1:8080/v1/private?key=abc' }).announce();
     expect(log.mock.calls).toEqual([['Generating with org/instruct-model through endpoint http://127.0.0.1:8080']]);
   });
 
   it('warns, without the token, when the token would go over plain http to a host that is not this machine', () => {
-    new HfTextGenService({ ...config, token: TOKEN, endpointUrl: 'http://tgi.internal:8080/' }).onModuleInit();
+    new HfTextGenClient({ ...config, token: TOKEN, endpointUrl: 'http://tgi.internal:8080/' }).announce();
     expect(warn.mock.calls).toEqual([
       ['HF_TOKEN is sent to http://tgi.internal:8080 over plain http: anyone on the path can read it; use https'],
     ]);
@@ -218,21 +218,21 @@ describe('HfTextGenService at start-up', () => {
   it.each(['http://127.0.0.1:8080/', 'http://localhost:8080/', 'https://tgi.internal/'])(
     'does not warn about the token for %s (loopback, or https)',
     (endpointUrl) => {
-      new HfTextGenService({ ...config, token: TOKEN, endpointUrl }).onModuleInit();
+      new HfTextGenClient({ ...config, token: TOKEN, endpointUrl }).announce();
       expect(warn).not.toHaveBeenCalled();
     },
   );
 
-  it('warns that every answer is degraded when neither a token nor an endpoint is set', () => {
-    new HfTextGenService({ ...config, token: undefined, endpointUrl: undefined }).onModuleInit();
-    expect(warn.mock.calls).toEqual([['Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded']]);
+  it('warns that the target will not be called when neither a token nor an endpoint is set', () => {
+    new HfTextGenClient({ ...config, token: undefined, endpointUrl: undefined }).announce();
+    expect(warn.mock.calls).toEqual([['Neither HF_TOKEN nor an endpoint is set for org/instruct-model: it will not be called']]);
     expect(log).not.toHaveBeenCalled();
   });
 });
 
-describe('HfTextGenService.generateStream (the plain method, no breaker)', () => {
+describe('HfTextGenClient.generateStream (the plain method, no breaker)', () => {
   let upstream: FakeHfUpstream;
-  let service: HfTextGenService;
+  let service: HfTextGenClient;
   /** A raw endpoint streaming exactly these SSE data payloads, then ending the response cleanly. */
   let scripted: Server;
   let scriptedUrl: string;
@@ -240,7 +240,7 @@ describe('HfTextGenService.generateStream (the plain method, no breaker)', () =>
 
   beforeAll(async () => {
     upstream = await FakeHfUpstream.start();
-    service = new HfTextGenService({
+    service = new HfTextGenClient({
       token: TOKEN,
       model: 'org/instruct-model',
       endpointUrl: upstream.url,
@@ -301,7 +301,7 @@ describe('HfTextGenService.generateStream (the plain method, no breaker)', () =>
 
   it('a stream that ends without a finish reason is a failure, not a short answer', async () => {
     payloads = [chunk('Half'), chunk('-open')];
-    const cut = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
+    const cut = new HfTextGenClient({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
     await expect(read(cut.generateStream(PROMPT))).rejects.toMatchObject({
       kind: 'protocol',
       message: expect.stringContaining('finish reason'),
@@ -313,7 +313,7 @@ describe('HfTextGenService.generateStream (the plain method, no breaker)', () =>
 
   it('a stream with no content at all is a failure', async () => {
     payloads = [chunk('', 'stop'), '[DONE]'];
-    const empty = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
+    const empty = new HfTextGenClient({ token: undefined, model: 'm', endpointUrl: scriptedUrl, maxNewTokens: 8, temperature: 0 });
     await expect(read(empty.generateStream(PROMPT))).rejects.toMatchObject({
       kind: 'protocol',
       message: expect.stringContaining('no message content'),
@@ -321,7 +321,7 @@ describe('HfTextGenService.generateStream (the plain method, no breaker)', () =>
   });
 
   it('without a token or an endpoint it calls nothing', async () => {
-    const unconfigured = new HfTextGenService({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
+    const unconfigured = new HfTextGenClient({ token: undefined, model: 'm', endpointUrl: undefined, maxNewTokens: 8, temperature: 0 });
     await expect(unconfigured.generateStream(PROMPT)).rejects.toBeInstanceOf(ModelUnconfiguredError);
   });
 });

@@ -1,8 +1,6 @@
 import { InferenceClient } from '@huggingface/inference';
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { Logger } from '@nestjs/common';
 import { UseCircuitBreaker } from '../circuit-breaker/circuit-breaker.decorator.js';
-import { hfTextGenConfig } from '../config/hf-textgen.config.js';
 import { ModelCallFailedError, ModelUnconfiguredError, modelFailureVerdict } from './hf-textgen.errors.js';
 import { classifyUpstreamError } from './upstream-error.classifier.js';
 
@@ -16,13 +14,25 @@ export interface Generation {
   model: string;
 }
 
-/** Asks the configured model for a chat completion; behind the generation circuit breaker. */
-@Injectable()
-export class HfTextGenService implements OnModuleInit {
-  private readonly logger = new Logger(HfTextGenService.name);
+/** One model target's settings: which model, through which endpoint, with which generation parameters. */
+export interface HfTextGenClientConfig {
+  token: string | undefined;
+  model: string;
+  /** undefined = the HF Inference Providers router. */
+  endpointUrl: string | undefined;
+  maxNewTokens: number;
+  temperature: number;
+}
+
+/**
+ * Asks one model target for a chat completion. Each target is its own instance, put behind its own breaker by
+ * ModelTargets (`CircuitBreakerRegistry.guard`): the decorators say how, the instance's breaker says which.
+ */
+export class HfTextGenClient {
+  private readonly logger = new Logger(HfTextGenClient.name);
   private readonly client: InferenceClient;
 
-  constructor(@Inject(hfTextGenConfig.KEY) private readonly config: ConfigType<typeof hfTextGenConfig>) {
+  constructor(private readonly config: HfTextGenClientConfig) {
     this.client = new InferenceClient(config.token, config.endpointUrl ? { endpointUrl: config.endpointUrl } : {});
   }
 
@@ -31,14 +41,14 @@ export class HfTextGenService implements OnModuleInit {
     return Boolean(this.config.token || this.config.endpointUrl);
   }
 
-  /** What changes an answer besides the prompt; part of every cache key. */
-  get generationParameters(): { model: string; maxNewTokens: number; temperature: number } {
-    return { model: this.config.model, maxNewTokens: this.config.maxNewTokens, temperature: this.config.temperature };
+  get model(): string {
+    return this.config.model;
   }
 
-  onModuleInit(): void {
+  /** Says at start-up where this target's calls go, and warns when that cannot work or is unsafe. */
+  announce(): void {
     if (!this.configured) {
-      this.logger.warn('Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded');
+      this.logger.warn(`Neither HF_TOKEN nor an endpoint is set for ${this.config.model}: it will not be called`);
       return;
     }
     const endpoint = this.config.endpointUrl ? new URL(this.config.endpointUrl) : undefined;

@@ -1,4 +1,5 @@
 import type { FailureVerdict } from '../circuit-breaker/circuit-breaker.js';
+import { BulkheadFullError, CallTimeoutError, CircuitOpenError, StreamStalledError } from '../circuit-breaker/circuit-breaker.errors.js';
 
 /** Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no call is made. Not the upstream's fault; does not trip the breaker. */
 export class ModelUnconfiguredError extends Error {
@@ -77,4 +78,23 @@ export function modelFailureVerdict(error: unknown): FailureVerdict {
     ...(error.affectsEveryRequest ? { opensAtOnce: true } : {}),
     ...(error.isRateLimited && retryAfterSeconds !== undefined ? { holdOpenMs: retryAfterSeconds * 1000 } : {}),
   };
+}
+
+/** Why a target gave no answer and the request passed it over (the contract's `failover[].reason`, and more). */
+export type PassReason =
+  'circuit_open' | 'upstream_error' | 'timeout' | 'rate_limited' | 'overloaded' | 'rejected' | 'upstream_unconfigured';
+
+/**
+ * What the error a guarded call threw says to the caller: the same classification modelFailureVerdict gives the
+ * breaker, read for the request. The breaker's own refusals and time-outs are known by their classes.
+ */
+export function passReasonOf(error: unknown): PassReason {
+  if (error instanceof CircuitOpenError) return 'circuit_open';
+  if (error instanceof BulkheadFullError) return 'overloaded';
+  if (error instanceof ModelUnconfiguredError) return 'upstream_unconfigured';
+  if (error instanceof ModelRequestRejectedError) return 'rejected';
+  if (error instanceof CallTimeoutError || error instanceof StreamStalledError) return 'timeout';
+  if (!(error instanceof ModelCallFailedError)) return 'upstream_error';
+  if (error.kind === 'timeout') return 'timeout';
+  return error.isRateLimited ? 'rate_limited' : 'upstream_error';
 }

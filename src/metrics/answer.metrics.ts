@@ -1,27 +1,33 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Counter, Histogram, Registry } from 'prom-client';
-import type { AnswerSource } from '../assistant/assistant-answer.dto.js';
+import type { AnswerSource, AssistantAnswerDto } from '../assistant/assistant-answer.dto.js';
 import type { FallbackReason } from '../assistant/assistant.errors.js';
+import type { AnswerListener, StreamOutcome } from '../assistant/answer-listener.js';
+import { AssistantService } from '../assistant/assistant.service.js';
 import { METRICS_REGISTRY } from './metrics.constants.js';
 
-/** How a streamed answer ended: with done (completed or interrupted), or before it (the client left, or an error). */
-export type StreamOutcome = 'completed' | 'interrupted' | 'abandoned';
-
-/** Answers by source and fallback reason: `assistant_answers_total`; streamed answers' first token and outcome. */
+/**
+ * Answers by source, fallback reason and the target that wrote them: `assistant_answers_total`; streamed answers'
+ * first token and outcome. It listens to AssistantService, which knows nothing of metrics.
+ */
 @Injectable()
-export class AnswerMetrics {
-  private readonly answers: Counter<'source' | 'fallback_reason'>;
-  private readonly firstToken: Histogram<'source'>;
+export class AnswerMetrics implements AnswerListener, OnModuleInit, OnApplicationShutdown {
+  private readonly answers: Counter<'source' | 'fallback_reason' | 'model'>;
+  private readonly firstTokens: Histogram<'source'>;
   private readonly streams: Counter<'outcome'>;
+  private stopObserving?: () => void;
 
-  constructor(@Inject(METRICS_REGISTRY) registry: Registry) {
+  constructor(
+    @Inject(METRICS_REGISTRY) registry: Registry,
+    private readonly assistant: AssistantService,
+  ) {
     this.answers = new Counter({
       name: 'assistant_answers_total',
-      help: 'Answers to POST /assistant/query and POST /v1/chat/completions (streamed ones at their end) by source (llm, cache, excerpts, unavailable = 503) and fallback reason (none when the model or a fresh cache answered)',
-      labelNames: ['source', 'fallback_reason'],
+      help: 'Answers to POST /assistant/query and POST /v1/chat/completions (streamed ones at their end) by source (llm, cache, excerpts, unavailable = 503), fallback reason (none when a model or a fresh cache answered) and model (the target that wrote the answer; none when no target did)',
+      labelNames: ['source', 'fallback_reason', 'model'],
       registers: [registry],
     });
-    this.firstToken = new Histogram({
+    this.firstTokens = new Histogram({
       name: 'assistant_stream_first_token_seconds',
       help: 'Streamed answers: time from the request to the first token event sent, by source (llm = the model, cache = a cached answer)',
       labelNames: ['source'],
@@ -36,16 +42,27 @@ export class AnswerMetrics {
     });
   }
 
-  /** `unavailable` is the 503: nothing was left to answer from. */
-  count(source: AnswerSource | 'unavailable', fallbackReason: FallbackReason | null): void {
-    this.answers.inc({ source, fallback_reason: fallbackReason ?? 'none' });
+  onModuleInit(): void {
+    this.stopObserving = this.assistant.observe(this);
   }
 
-  observeFirstToken(source: 'llm' | 'cache', seconds: number): void {
-    this.firstToken.observe({ source }, seconds);
+  onApplicationShutdown(): void {
+    this.stopObserving?.();
   }
 
-  countStream(outcome: StreamOutcome): void {
+  answered({ source, fallbackReason, model }: AssistantAnswerDto): void {
+    this.answers.inc({ source, fallback_reason: fallbackReason ?? 'none', model: model ?? 'none' });
+  }
+
+  unavailable(reason: FallbackReason): void {
+    this.answers.inc({ source: 'unavailable', fallback_reason: reason, model: 'none' });
+  }
+
+  firstToken(source: Exclude<AnswerSource, 'excerpts'>, seconds: number): void {
+    this.firstTokens.observe({ source }, seconds);
+  }
+
+  streamEnded(outcome: StreamOutcome): void {
     this.streams.inc({ outcome });
   }
 }

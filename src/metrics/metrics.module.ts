@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { AssistantModule } from '../assistant/assistant.module.js';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
 import { appConfig } from '../config/app.config.js';
 import { CircuitBreakerModule } from '../circuit-breaker/circuit-breaker.module.js';
@@ -23,7 +24,7 @@ function createMetricsRegistry(): Registry {
  * Breakers and the cache are read or observed here, so the domain services hold no metrics code.
  */
 @Module({
-  imports: [CircuitBreakerModule, AnswerCacheModule, ConfigModule.forFeature(appConfig)],
+  imports: [CircuitBreakerModule, AnswerCacheModule, AssistantModule, ConfigModule.forFeature(appConfig)],
   controllers: [MetricsController],
   providers: [
     { provide: METRICS_REGISTRY, useFactory: createMetricsRegistry },
@@ -33,6 +34,6 @@ function createMetricsRegistry(): Registry {
     HttpMetrics,
     MetricsListener,
   ],
-  exports: [METRICS_REGISTRY, AnswerMetrics],
+  exports: [METRICS_REGISTRY],
 })
 export class MetricsModule {}

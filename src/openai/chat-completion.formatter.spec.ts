@@ -60,7 +60,7 @@ describe('chatCompletion', () => {
 });
 
 describe('chatCompletionChunks', () => {
-  it('sends the role once the excerpts are found, a delta per token, then the last chunk with assistant, then [DONE]', () => {
+  it('sends the role with the first token (nothing for the excerpts), a delta per token, then the last chunk with assistant, then [DONE]', () => {
     const chunks = format([
       { type: 'excerpts', excerpts: [EXCERPT] },
       { type: 'token', text: 'One trial ' },

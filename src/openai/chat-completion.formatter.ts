@@ -7,27 +7,32 @@ import type { AssistantExtensionDto, ChatCompletionChunkDto, ChatCompletionDelta
 /** The stream's last event, after which an OpenAI client stops reading. */
 export const DONE_EVENT = 'data: [DONE]\n\n';
 
-/** An answer as OpenAI's `chat.completion`, named for the configured model, with the answer's provenance beside it. */
-export function chatCompletion(answer: AssistantAnswerDto, model: string): ChatCompletionDto {
+/**
+ * An answer as OpenAI's `chat.completion`, named for the target that wrote it (`firstModel`, the first target, when
+ * none did), with the answer's provenance beside it.
+ */
+export function chatCompletion(answer: AssistantAnswerDto, firstModel: string): ChatCompletionDto {
   return {
     id: completionId(),
     object: 'chat.completion',
     created: unixSeconds(),
-    model,
+    model: answer.model ?? firstModel,
     choices: [{ index: 0, message: { role: 'assistant', content: answer.answer }, finish_reason: 'stop' }],
     assistant: assistantExtension(answer),
   };
 }
 
 /**
- * A formatter for one streamed answer's events as `chat.completion.chunk` events: the role first (as soon as the first
- * event comes), a content delta per token, then a last chunk with `finish_reason` and the `assistant` object, and
- * `data: [DONE]`. An answer that came without tokens (a fallback) is sent as one content delta before the last chunk.
- * The excerpts have no place in OpenAI's deltas: they come in the last chunk's `assistant` object.
+ * A formatter for one streamed answer's events as `chat.completion.chunk` events: the role first (with the first token,
+ * once the target writing it is known: every chunk names that one), a content delta per token, then a last chunk
+ * with `finish_reason` and the `assistant` object, and `data: [DONE]`. An answer that came without tokens (a
+ * fallback) is sent as one content delta before the last chunk, named for `firstModel`, the first target. The excerpts
+ * have no place in OpenAI's deltas: they come in the last chunk's `assistant` object.
  */
-export function chatCompletionChunks(model: string): AnswerEventFormatter {
+export function chatCompletionChunks(firstModel: string): AnswerEventFormatter {
   const id = completionId();
   const created = unixSeconds();
+  let model = firstModel;
   let roleSent = false;
   let contentSent = false;
   const chunk = (delta: ChatCompletionDeltaDto, assistant?: AssistantExtensionDto): string => {
@@ -54,10 +59,12 @@ export function chatCompletionChunks(model: string): AnswerEventFormatter {
   return (event: AnswerEvent): string => {
     switch (event.type) {
       case 'excerpts':
-        return role();
+        return '';
       case 'token':
+        if (!roleSent && event.model !== undefined) model = event.model;
         return role() + content(event.text);
       case 'done':
+        if (!roleSent && event.answer.model !== undefined) model = event.answer.model;
         return role() + (contentSent ? '' : content(event.answer.answer)) + chunk({}, assistantExtension(event.answer)) + DONE_EVENT;
     }
   };

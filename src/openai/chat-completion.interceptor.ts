@@ -1,12 +1,11 @@
 import type { Readable } from 'node:stream';
-import { type CallHandler, type ExecutionContext, Inject, Injectable, type NestInterceptor } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { type CallHandler, type ExecutionContext, Injectable, type NestInterceptor } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
 import { map, type Observable } from 'rxjs';
 import { AnswerEventStream } from '../assistant/answer-events.js';
 import type { AssistantAnswerDto } from '../assistant/assistant-answer.dto.js';
 import { eventStreamBody } from '../assistant/server-sent-events.js';
-import { hfTextGenConfig } from '../config/hf-textgen.config.js';
+import { ModelTargets } from '../hf-textgen/model-targets.js';
 import { chatCompletion, chatCompletionChunks } from './chat-completion.formatter.js';
 import type { ChatCompletionDto } from './openai.dto.js';
 
@@ -19,7 +18,7 @@ export const ASSISTANT_DEGRADED_HEADER = 'x-assistant-degraded';
  */
 @Injectable()
 export class ChatCompletionInterceptor implements NestInterceptor<AssistantAnswerDto | AnswerEventStream, ChatCompletionDto | Readable> {
-  constructor(@Inject(hfTextGenConfig.KEY) private readonly config: ConfigType<typeof hfTextGenConfig>) {}
+  constructor(private readonly targets: ModelTargets) {}
 
   intercept(
     context: ExecutionContext,
@@ -28,9 +27,9 @@ export class ChatCompletionInterceptor implements NestInterceptor<AssistantAnswe
     const reply = context.switchToHttp().getResponse<FastifyReply>();
     return next.handle().pipe(
       map((result) => {
-        if (result instanceof AnswerEventStream) return eventStreamBody(reply, result, chatCompletionChunks(this.config.model));
+        if (result instanceof AnswerEventStream) return eventStreamBody(reply, result, chatCompletionChunks(this.targets.first.model));
         void reply.header(ASSISTANT_SOURCE_HEADER, result.source).header(ASSISTANT_DEGRADED_HEADER, String(result.degraded));
-        return chatCompletion(result, this.config.model);
+        return chatCompletion(result, this.targets.first.model);
       }),
     );
   }

@@ -4,7 +4,6 @@ import { AnswerEventStream } from '../assistant/answer-events.js';
 import type { AssistantAnswerDto } from '../assistant/assistant-answer.dto.js';
 import { AssistantService } from '../assistant/assistant.service.js';
 import { ClientSignal } from '../assistant/client-signal.decorator.js';
-import { AnswerMetricsInterceptor } from '../metrics/answer-metrics.interceptor.js';
 import { type ChatCompletionQuery, ChatCompletionRequestPipe } from './chat-completion-request.pipe.js';
 import { ChatCompletionInterceptor } from './chat-completion.interceptor.js';
 import { OpenAiExceptionFilter } from './openai-exception.filter.js';
@@ -18,7 +17,7 @@ export class ChatCompletionsController {
 
   @Post()
   @HttpCode(HttpStatus.OK)
-  @UseInterceptors(ChatCompletionInterceptor, AnswerMetricsInterceptor)
+  @UseInterceptors(ChatCompletionInterceptor)
   @ApiChatCompletionResponses()
   create(
     // An interface, so the global ValidationPipe (which refuses unknown fields) leaves the body to the route's pipe.

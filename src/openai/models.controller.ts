@@ -1,13 +1,12 @@
-import { Controller, Get, Inject, UseFilters } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { Controller, Get, UseFilters } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import { SkipThrottle } from '@nestjs/throttler';
-import { hfTextGenConfig } from '../config/hf-textgen.config.js';
+import { ModelTargets } from '../hf-textgen/model-targets.js';
 import { OpenAiExceptionFilter } from './openai-exception.filter.js';
 import type { ModelListDto } from './openai.dto.js';
 import { ApiModelListResponses } from './openai.openapi.js';
 
-/** Lists the one model that answers; rate limits count answers, and clients list models often. */
+/** Lists every model target, in the order they are tried; rate limits count answers, and clients list models often. */
 @ApiTags('openai')
 @Controller('v1/models')
 @UseFilters(OpenAiExceptionFilter)
@@ -15,13 +14,10 @@ import { ApiModelListResponses } from './openai.openapi.js';
 export class ModelsController {
   private readonly models: ModelListDto;
 
-  constructor(@Inject(hfTextGenConfig.KEY) config: ConfigType<typeof hfTextGenConfig>) {
-    const slash = config.model.indexOf('/');
-    const ownedBy = slash > 0 ? config.model.slice(0, slash) : 'huggingface';
-    this.models = {
-      object: 'list',
-      data: [{ id: config.model, object: 'model', created: Math.floor(Date.now() / 1000), owned_by: ownedBy }],
-    };
+  constructor(targets: ModelTargets) {
+    const created = Math.floor(Date.now() / 1000);
+    const ids = [...new Set(targets.list.map((target) => target.model))];
+    this.models = { object: 'list', data: ids.map((id) => ({ id, object: 'model', created, owned_by: ownerOf(id) })) };
   }
 
   @Get()
@@ -29,4 +25,10 @@ export class ModelsController {
   list(): ModelListDto {
     return this.models;
   }
+}
+
+/** The Hub organisation of `org/name`; a bare name is HuggingFace's. */
+function ownerOf(model: string): string {
+  const slash = model.indexOf('/');
+  return slash > 0 ? model.slice(0, slash) : 'huggingface';
 }

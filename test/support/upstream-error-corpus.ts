@@ -1,6 +1,6 @@
 // Error answers as real upstreams send them (TGI, vLLM, the HF router, OpenAI-compatible servers), each with the
 // verdict the contract ("What counts as a failure") gives it. test/upstream-error-corpus.e2e-spec.ts replays every one
-// through the fake upstream into HfTextGenService, so a shape is judged by the same client and classifier as in
+// through the fake upstream into HfTextGenClient, so a shape is judged by the same client and classifier as in
 // production. A new shape seen in the wild belongs here, with where it comes from.
 import type { Fault, RawFault } from './fake-hf-upstream.js';
 

@@ -1,0 +1,205 @@
+import type { ChatPrompt } from '../hf-textgen/hf-textgen.client.js';
+import { type ModelTarget, TargetPassedError } from '../hf-textgen/model-targets.js';
+
+export const FAILOVER_REASONS = ['circuit_open', 'upstream_error', 'timeout', 'rate_limited', 'overloaded', 'rejected'] as const;
+
+/** One target passed over before another answered (the contract's `failover` entries). */
+export interface FailoverEntry {
+  model: string;
+  reason: (typeof FAILOVER_REASONS)[number];
+}
+
+/** The entry for a target passed over; one that is not configured is an upstream error to the caller. */
+export function failoverEntry({ model, reason }: TargetPassedError): FailoverEntry {
+  return { model, reason: reason === 'upstream_unconfigured' ? 'upstream_error' : reason };
+}
+
+/** What asking the targets came to: the answer of the first that gave one, or every target's reason for giving none. */
+export type Asked =
+  | { answered: true; model: string; text: string; passed: TargetPassedError[] }
+  | { answered: true; model: string; pieces: AsyncIterableIterator<string>; passed: TargetPassedError[] }
+  | { answered: false; passed: TargetPassedError[] };
+
+export interface FailoverOptions {
+  /** The longest the request spends on model calls, every target and hedge together. */
+  deadlineMs: number;
+  /** A target without a first piece this long gets a hedge (the next admitted target is asked too); 0 = off. */
+  hedgeAfterMs: number;
+  /** Each breaker's own time-out: a call with less than this left of the deadline is cut at the deadline. */
+  callTimeoutMs: number;
+}
+
+/** Aborts a call the request no longer waits for. The call counts neither way on its breaker. */
+class CallAbandoned extends Error {
+  constructor(readonly why: 'deadline' | 'hedge_lost') {
+    super(why === 'deadline' ? "The request's deadline for model calls passed" : 'Another target answered first');
+    this.name = 'CallAbandoned';
+  }
+}
+
+type Started =
+  { attempt: Attempt; ok: true; value: AsyncIterableIterator<string> | string } | { attempt: Attempt; ok: false; error: unknown };
+
+/** One call to one target, with its own signal: the caller's, the deadline's when it comes first, and a lost hedge's. */
+class Attempt {
+  readonly controller = new AbortController();
+  readonly started: Promise<Started>;
+  private timer?: NodeJS.Timeout;
+  private readonly forwardCallerAbort: () => void;
+
+  constructor(
+    readonly index: number,
+    readonly target: ModelTarget,
+    call: (signal: AbortSignal) => Promise<AsyncIterableIterator<string> | string>,
+    private readonly callerSignal: AbortSignal | undefined,
+    leftMs: number,
+    callTimeoutMs: number,
+  ) {
+    this.forwardCallerAbort = () => this.controller.abort(callerSignal?.reason);
+    callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
+    // The breaker's own time-out comes first (and counts) unless less than it is left of the deadline.
+    if (leftMs < callTimeoutMs) this.timer = setTimeout(() => this.abandon('deadline'), leftMs);
+    this.started = call(this.controller.signal).then(
+      (value): Started => ({ attempt: this, ok: true, value }),
+      (error: unknown): Started => ({ attempt: this, ok: false, error }),
+    );
+  }
+
+  /** Why the request stopped waiting for this call, if it did. */
+  get abandoned(): CallAbandoned | undefined {
+    const reason: unknown = this.controller.signal.reason;
+    return reason instanceof CallAbandoned ? reason : undefined;
+  }
+
+  abandon(why: CallAbandoned['why']): void {
+    this.end();
+    if (!this.controller.signal.aborted) this.controller.abort(new CallAbandoned(why));
+  }
+
+  /** It started answering: the deadline no longer applies (a stream goes on under its idle time-out). */
+  answering(): void {
+    clearTimeout(this.timer);
+  }
+
+  /** Failed or abandoned: nothing of it needs the caller's signal any more. */
+  end(): void {
+    clearTimeout(this.timer);
+    this.callerSignal?.removeEventListener('abort', this.forwardCallerAbort);
+  }
+}
+
+/**
+ * Asks the targets in order until one answers (the contract's Models section): a target is passed over when its
+ * circuit refuses, its bulkhead is full, or its call fails or is rejected. Everything happens within the request's
+ * deadline; with hedging, a target silent for `hedgeAfterMs` has the next target asked beside it, the first to answer
+ * wins and the other is aborted. A streamed request wins at its first piece, so the failover stays invisible to its
+ * client; a JSON request asks for the whole answer (or, when hedging, streams it internally to see the first piece).
+ * The caller going away rejects with its signal's reason; nothing is left running.
+ */
+export async function askTargets(
+  targets: readonly ModelTarget[],
+  prompt: ChatPrompt,
+  callerSignal: AbortSignal | undefined,
+  streamed: boolean,
+  options: FailoverOptions,
+): Promise<Asked> {
+  const internallyStreamed = streamed || options.hedgeAfterMs > 0;
+  const passed: Array<TargetPassedError | undefined> = [];
+  const running = new Set<Attempt>();
+  const deadlineAt = performance.now() + options.deadlineMs;
+  let next = 0;
+  let lastLaunchAt = 0;
+  let latest: Attempt | undefined;
+
+  const pass = (index: number, error: TargetPassedError) => (passed[index] = error);
+  const launch = (): void => {
+    while (next < targets.length) {
+      const index = next++;
+      const target = targets[index];
+      const leftMs = deadlineAt - performance.now();
+      if (leftMs <= 0) {
+        pass(index, target.skipped('timeout'));
+        continue;
+      }
+      const call = internallyStreamed
+        ? (signal: AbortSignal) => target.stream(prompt, signal)
+        : (signal: AbortSignal) => target.generate(prompt, signal).then((generation) => generation.text);
+      latest = new Attempt(index, target, call, callerSignal, leftMs, options.callTimeoutMs);
+      running.add(latest);
+      lastLaunchAt = performance.now();
+      return;
+    }
+  };
+  const inOrder = () => passed.filter((error): error is TargetPassedError => error !== undefined);
+
+  launch();
+  try {
+    while (running.size > 0) {
+      const hedge = options.hedgeAfterMs > 0 && next < targets.length ? hedgeTimer(lastLaunchAt + options.hedgeAfterMs) : undefined;
+      const settled = await Promise.race(hedge ? [...startedOf(running), hedge.fired] : startedOf(running));
+      hedge?.cancel();
+      if (settled === 'hedge') {
+        launch();
+        continue;
+      }
+      const { attempt } = settled;
+      running.delete(attempt);
+      if (callerSignal?.aborted) throw abortReason(callerSignal);
+      if (settled.ok) {
+        attempt.answering();
+        for (const loser of running) loser.abandon('hedge_lost');
+        running.clear();
+        const { value } = settled;
+        if (typeof value === 'string') attempt.end();
+        if (typeof value === 'string') return { answered: true, model: attempt.target.model, text: value, passed: inOrder() };
+        if (streamed) return { answered: true, model: attempt.target.model, pieces: value, passed: inOrder() };
+        const text = await collect(value, attempt, callerSignal);
+        attempt.end();
+        if (typeof text === 'string') return { answered: true, model: attempt.target.model, text, passed: inOrder() };
+        pass(attempt.index, text);
+      } else {
+        attempt.end();
+        const abandoned = attempt.abandoned;
+        if (abandoned?.why === 'hedge_lost') continue;
+        if (abandoned) pass(attempt.index, attempt.target.skipped('timeout'));
+        else if (settled.error instanceof TargetPassedError) pass(attempt.index, settled.error);
+        else throw settled.error;
+      }
+      // Nothing is running, or the hedge itself passed: the next target, if any is left.
+      if (running.size === 0 || attempt === latest) launch();
+    }
+    return { answered: false, passed: inOrder() };
+  } finally {
+    // Left early (the caller went away, or an error): nothing keeps running.
+    for (const attempt of running) attempt.abandon('hedge_lost');
+  }
+}
+
+/** A JSON answer that was streamed internally: its whole text, or the target's failure part-way. */
+async function collect(pieces: AsyncIterableIterator<string>, attempt: Attempt, callerSignal: AbortSignal | undefined) {
+  let text = '';
+  try {
+    for await (const piece of pieces) text += piece;
+    return text.trim();
+  } catch (error) {
+    if (callerSignal?.aborted) throw abortReason(callerSignal);
+    if (error instanceof TargetPassedError) return error;
+    if (attempt.abandoned) return attempt.target.skipped('timeout');
+    throw error;
+  }
+}
+
+function startedOf(running: Set<Attempt>): Array<Promise<Started>> {
+  return [...running].map((attempt) => attempt.started);
+}
+
+function hedgeTimer(at: number): { fired: Promise<'hedge'>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const fired = new Promise<'hedge'>((resolve) => (timer = setTimeout(() => resolve('hedge'), Math.max(0, at - performance.now()))));
+  return { fired, cancel: () => clearTimeout(timer) };
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new DOMException('The caller aborted the call', 'AbortError');
+}
