@@ -7,7 +7,7 @@ import fastJsonStringify, { type Schema } from 'fast-json-stringify';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { AppModule } from '../src/app.module.js';
 import { AssistantService } from '../src/assistant/assistant.service.js';
-import { HfTextGenService } from '../src/hf-textgen/hf-textgen.service.js';
+import { HfTextGenClient } from '../src/hf-textgen/hf-textgen.client.js';
 import { documentedOkSchema } from '../src/openapi/documented-response.serializers.js';
 import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
 import { fixed, markdownTable, median } from './stats.js';
@@ -69,7 +69,7 @@ function rows(costs: Record<string, number>): HotPathRow[] {
 
 async function measureModelCall(upstream: FakeHfUpstream): Promise<HotPathRow[]> {
   const client = new InferenceClient(undefined, { endpointUrl: upstream.url });
-  const service = new HfTextGenService({ token: undefined, endpointUrl: upstream.url, model: 'bench', maxNewTokens: 64, temperature: 0.2 });
+  const service = new HfTextGenClient({ token: undefined, endpointUrl: upstream.url, model: 'bench', maxNewTokens: 64, temperature: 0.2 });
   const agent = new Agent();
   const seen = new Map<string, { calls: number; connections: number }>();
   /** Counts the connections the upstream accepted while `name` was measured. */
@@ -83,7 +83,7 @@ async function measureModelCall(upstream: FakeHfUpstream): Promise<HotPathRow[]>
   const viaClient = (fetchImpl: typeof fetch) => () =>
     perCallUs(() => client.chatCompletion({ model: 'bench', messages: MESSAGES }, { retry_on_error: false, fetch: fetchImpl }));
   const variants = {
-    'HfTextGenService.generate (the global fetch: the app as it is)': () =>
+    'HfTextGenClient.generate (the global fetch: the app as it is)': () =>
       perCallUs(() => service.generate({ system: 'Answer from the excerpts.', user: 'What does half-open mean?' })),
     'the client over the global fetch': viaClient((input, init) => fetch(input, init)),
     'the client over a dedicated undici Agent (keep-alive pool of our own)': viaClient(

@@ -49,7 +49,7 @@ describe('the bulkhead (CIRCUIT_BREAKER_MAX_CONCURRENT)', () => {
     expect(entry).toMatchObject({ state: 'closed', failures: 0, maxConcurrent: 2, stats: { overloaded: 4, failures: 0 } });
     const metrics = await (await fetch(`${testApp.url}/metrics`)).text();
     expect(metrics).toContain('assistant_circuit_breaker_events_total{breaker="huggingface",event="overloaded"} 4');
-    expect(metrics).toContain('assistant_answers_total{source="excerpts",fallback_reason="overloaded"} 4');
+    expect(metrics).toContain('assistant_answers_total{source="excerpts",fallback_reason="overloaded",model="none"} 4');
   });
 });
 

@@ -79,6 +79,9 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'CIRCUIT_BREAKER_FAILURE_RATE',
   'CIRCUIT_BREAKER_WINDOW_SECONDS',
   'CIRCUIT_BREAKER_MIN_CALLS',
+  'HF_FALLBACK_MODELS',
+  'ASSISTANT_DEADLINE_SECONDS',
+  'HF_HEDGE_AFTER_SECONDS',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];

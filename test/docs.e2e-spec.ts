@@ -180,9 +180,11 @@ function wrongDefaults(rows: readonly VariableRow[]): string[] {
       const agrees =
         documented === 'unset'
           ? actual === undefined
-          : /^-?\d+(\.\d+)?$/.test(documented)
-            ? actual === Number(documented)
-            : actual !== undefined && String(actual) === documented;
+          : documented === 'empty'
+            ? actual === ''
+            : /^-?\d+(\.\d+)?$/.test(documented)
+              ? actual === Number(documented)
+              : actual !== undefined && String(actual) === documented;
       if (!agrees)
         problems.push(`${name}: documented ${documented}, the app's default is ${actual === undefined ? 'unset' : String(actual)}`);
     }

@@ -67,7 +67,8 @@ export class AssistantAnswerDto {
   @ApiProperty({ type: [ExcerptDto], description: 'The knowledge-base excerpts used as context (at most topK)' })
   excerpts!: ExcerptDto[];
 
-  @ApiProperty({ type: CircuitStatusDto, description: "The first target's breaker" })
+  /** The first target's breaker. */
+  @ApiProperty({ type: CircuitStatusDto })
   circuit!: CircuitStatusDto;
 
   @ApiPropertyOptional({

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { CircuitBreaker, CircuitState } from '../circuit-breaker/circuit-breaker.js';
 import { BulkheadFullError, CircuitOpenError } from '../circuit-breaker/circuit-breaker.errors.js';
@@ -119,6 +119,7 @@ class PassingStream implements AsyncIterableIterator<string> {
  */
 @Injectable()
 export class ModelTargets implements OnModuleInit {
+  private readonly logger = new Logger(ModelTargets.name);
   readonly list: readonly ModelTarget[];
   private readonly clients: HfTextGenClient[] = [];
 
@@ -158,6 +159,7 @@ export class ModelTargets implements OnModuleInit {
   }
 
   onModuleInit(): void {
-    for (const client of this.clients) client.announce();
+    if (this.clients.some((client) => client.configured)) for (const client of this.clients) client.announce();
+    else this.logger.warn('Neither HF_TOKEN nor HF_ENDPOINT_URL is set: no model will be called, every answer is degraded');
   }
 }
