@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { accessTables, runAccessBench } from './access.bench.js';
 import { breakerTables, runBreakerBench } from './breaker.bench.js';
+import { failoverTables, runFailoverBench } from './failover.bench.js';
 import { fleetTables, runFleetBench } from './fleet.bench.js';
 import { hotPathTables, runHotPathBench } from './hot-path.bench.js';
 import { httpTables, runHttpBench } from './http.bench.js';
@@ -19,12 +20,14 @@ async function main(): Promise<void> {
   process.stdout.write(`${httpTables(http)}\n\n`);
   const access = await runAccessBench();
   process.stdout.write(`${accessTables(access)}\n\n`);
+  const failover = await runFailoverBench();
+  process.stdout.write(`${failoverTables(failover)}\n\n`);
   const fleet = await runFleetBench();
   process.stdout.write(`${fleetTables(fleet)}\n\n`);
   const streaming = await runStreamingBench();
   process.stdout.write(`${streamingTables(streaming)}\n`);
   await mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http, access, fleet, streaming };
+  const results = { date: new Date().toISOString(), machine, breaker, hotPath, http, access, failover, fleet, streaming };
   await writeFile(new URL('../../bench/results/latest.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
 }
 

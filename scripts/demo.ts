@@ -3,7 +3,9 @@ import { startAppProcess, type AppProcess } from '../test/support/app-process.js
 import { ask } from '../test/support/load.js';
 import { fixed, percentile } from '../bench/stats.js';
 
-// `npm run demo`: the upstream simulator and the app, then a scripted outage and recovery to watch.
+// `npm run demo`: two upstream simulators (model A, and model B on an endpoint of its own) and the app, then a
+// scripted outage and recovery to watch: A goes down and B answers, B goes down too and the fallbacks answer, both
+// come back and A answers again.
 
 const QUESTIONS = [
   'What does the half-open state mean?',
@@ -13,12 +15,15 @@ const QUESTIONS = [
   'What counts as a failure for the circuit breaker?',
   'How do I point the service at my own TGI endpoint?',
 ];
+const HEALTHY = { kind: 'ok', latencyMs: 80, jitterMs: 40 } as const;
+const DOWN = { kind: 'error500' } as const;
 const TIMELINE = [
-  { at: 0, say: 'steady traffic; the model answers', fault: { kind: 'ok', latencyMs: 80, jitterMs: 40 } },
-  { at: 10, say: 'the model goes down (HTTP 500)', fault: { kind: 'error500' } },
-  { at: 24, say: 'the model is back', fault: { kind: 'ok', latencyMs: 80, jitterMs: 40 } },
+  { at: 0, say: 'steady traffic; model A answers', a: HEALTHY, b: HEALTHY },
+  { at: 8, say: 'model A goes down (HTTP 500): B answers in its place', a: DOWN, b: HEALTHY },
+  { at: 18, say: 'model B goes down too: stale answers and excerpts', a: DOWN, b: DOWN },
+  { at: 26, say: 'both are back: A answers again after its half-open trial', a: HEALTHY, b: HEALTHY },
 ] as const;
-const DURATION_SECONDS = 34;
+const DURATION_SECONDS = 38;
 const CLIENTS = 4;
 
 interface Tick {
@@ -32,6 +37,7 @@ const newTick = (state: string): Tick => ({ requests: 0, sources: {}, latenciesM
 
 async function main(): Promise<void> {
   const upstream = await FakeHfUpstream.start();
+  const second = await FakeHfUpstream.start();
   // Assigned once the app is up; stop() is installed first so Ctrl-C during start-up still cleans up.
   // eslint-disable-next-line prefer-const
   let app: AppProcess | undefined;
@@ -40,22 +46,24 @@ async function main(): Promise<void> {
     running = false;
     if (code !== 0) write('\nstopping: the app and the simulator are shut down\n');
     await app?.kill('SIGTERM');
-    await upstream.close();
+    await Promise.all([upstream.close(), second.close()]);
     process.exit(code);
   };
   process.once('SIGINT', () => void stop(130));
   process.once('SIGTERM', () => void stop(143));
 
-  write(`upstream simulator on ${upstream.url}; starting the app…\n`);
+  write(`model A's simulator on ${upstream.url}, model B's on ${second.url}; starting the app…\n`);
   app = await startAppProcess({
     HF_ENDPOINT_URL: upstream.url,
+    HF_MODEL: 'model-a',
+    HF_FALLBACK_MODELS: `model-b@${second.url}`,
     CIRCUIT_BREAKER_FAIL_THRESHOLD: '3',
     CIRCUIT_BREAKER_TIMEOUT_SECONDS: '1',
     CIRCUIT_BREAKER_RESET_TIMEOUT: '4',
     CACHE_TTL_SECONDS: '6',
     SHUTDOWN_DRAIN_SECONDS: '0',
   });
-  write(`app on ${app.url} (threshold 3 failures, reset 4 s, fresh cache 6 s)\n\n`);
+  write(`app on ${app.url} (targets model-a then model-b, each its own breaker: threshold 3 failures, reset 4 s; fresh cache 6 s)\n\n`);
   write('   t  event\n');
 
   const startedAt = Date.now();
@@ -70,7 +78,9 @@ async function main(): Promise<void> {
       // Half the questions repeat (cache hits, stale while the model is out); half are new.
       const query = n % 2 === 0 ? QUESTIONS[n % QUESTIONS.length] : `${QUESTIONS[n % QUESTIONS.length]} (variant ${n})`;
       n++;
-      const { servedBy, latencyMs, circuitState } = await ask(app?.url ?? '', query);
+      const answer = await ask(app?.url ?? '', query);
+      const { latencyMs, circuitState } = answer;
+      const servedBy = answer.servedBy === 'llm' && answer.model ? `llm by ${answer.model}` : answer.servedBy;
       if (!running) break;
       tick.requests++;
       tick.latenciesMs.push(latencyMs);
@@ -87,7 +97,8 @@ async function main(): Promise<void> {
     const next = pending[0];
     if (next && elapsed() >= next.at) {
       pending.shift();
-      upstream.setFault(next.fault);
+      upstream.setFault(next.a);
+      second.setFault(next.b);
       write(`${fixed(elapsed(), 0).padStart(4)}  >>> ${next.say}\n`);
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -97,17 +108,19 @@ async function main(): Promise<void> {
       .join(', ');
     if (statesSeen.at(-1) !== tick.state) statesSeen.push(tick.state);
     write(
-      `${fixed(elapsed(), 0).padStart(4)}  ${String(tick.requests).padStart(3)} req  circuit ${tick.state.padEnd(9)} p99 ${fixed(percentile(latencies, 99), 1).padStart(6)} ms  ${sources}\n`,
+      `${fixed(elapsed(), 0).padStart(4)}  ${String(tick.requests).padStart(3)} req  A's circuit ${tick.state.padEnd(9)} p99 ${fixed(percentile(latencies, 99), 1).padStart(6)} ms  ${sources}\n`,
     );
     tick = newTick(tick.state);
   }
   running = false;
   await Promise.all(clients);
   const all = Object.values(totals).reduce((a, b) => a + b, 0);
-  write(`\nsummary: ${all} requests, ${upstream.calls} reached the model; answers by source: ${JSON.stringify(totals)}\n`);
+  write(
+    `\nsummary: ${all} requests, ${upstream.calls} reached model A, ${second.calls} model B; answers by source: ${JSON.stringify(totals)}\n`,
+  );
   const failed = Object.entries(totals).filter(([source]) => /^\d+$|dropped/.test(source));
   write(failed.length ? `requests without an answer: ${JSON.stringify(Object.fromEntries(failed))}\n` : 'every request got an answer.\n');
-  write(`circuit states, in order: ${statesSeen.join(' → ')}\n`);
+  write(`A's circuit states, in order: ${statesSeen.join(' → ')}\n`);
   await stop(0);
 }
 

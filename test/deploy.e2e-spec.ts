@@ -530,6 +530,7 @@ const METRICS: Readonly<Record<string, Readonly<Record<string, readonly string[]
   assistant_answers_total: {
     source: ['llm', 'cache', 'excerpts', 'unavailable'],
     fallback_reason: ['none', 'circuit_open', 'timeout', 'upstream_error', 'upstream_unconfigured'],
+    model: null,
   },
   http_request_duration_seconds_bucket: { method: null, route: null, status_code: null, le: null },
   assistant_upstream_call_duration_seconds_bucket: { breaker: null, outcome: null, le: null },

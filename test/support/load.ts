@@ -8,6 +8,8 @@ export interface Outcome {
   latencyMs: number;
   circuitState?: string;
   fallbackReason?: string;
+  /** The model target that wrote the answer, when one did. */
+  model?: string;
 }
 
 export interface LoadReport {
@@ -27,6 +29,7 @@ interface Answer {
   degraded?: boolean;
   fallbackReason?: string | null;
   circuit?: { state?: string };
+  model?: string;
 }
 
 /** One POST /assistant/query, never throwing: a connection that drops is an outcome too. */
@@ -49,6 +52,7 @@ export async function ask(url: string, query: string): Promise<Outcome> {
       latencyMs,
       circuitState: body.circuit?.state,
       ...(body.fallbackReason ? { fallbackReason: body.fallbackReason } : {}),
+      ...(body.model ? { model: body.model } : {}),
     };
   } catch {
     return { status: 0, servedBy: 'dropped', latencyMs: performance.now() - sent };
