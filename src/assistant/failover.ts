@@ -40,26 +40,35 @@ class CallAbandoned extends Error {
 type Started =
   { attempt: Attempt; ok: true; value: AsyncIterableIterator<string> | string } | { attempt: Attempt; ok: false; error: unknown };
 
-/** One call to one target, with its own signal: the caller's, the deadline's when it comes first, and a lost hedge's. */
+/**
+ * One call to one target. Its signal is the caller's, or, when the request may stop waiting for it (the deadline
+ * comes before the breaker's own time-out, or a hedge may win), one of its own that the caller's abort reaches too.
+ */
 class Attempt {
-  readonly controller = new AbortController();
+  /** Only when the request may abandon the call: the healthy path allocates nothing for it. */
+  private readonly controller?: AbortController;
   readonly started: Promise<Started>;
   private timer?: NodeJS.Timeout;
-  private readonly forwardCallerAbort: () => void;
+  private readonly forwardCallerAbort?: () => void;
 
   constructor(
     readonly index: number,
     readonly target: ModelTarget,
-    call: (signal: AbortSignal) => Promise<AsyncIterableIterator<string> | string>,
+    call: (signal: AbortSignal | undefined) => Promise<AsyncIterableIterator<string> | string>,
     private readonly callerSignal: AbortSignal | undefined,
     leftMs: number,
     callTimeoutMs: number,
+    hedging: boolean,
   ) {
-    this.forwardCallerAbort = () => this.controller.abort(callerSignal?.reason);
-    callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
     // The breaker's own time-out comes first (and counts) unless less than it is left of the deadline.
-    if (leftMs < callTimeoutMs) this.timer = setTimeout(() => this.abandon('deadline'), leftMs);
-    this.started = call(this.controller.signal).then(
+    const cutByDeadline = leftMs < callTimeoutMs;
+    if (cutByDeadline || hedging) {
+      const controller = (this.controller = new AbortController());
+      this.forwardCallerAbort = () => controller.abort(callerSignal?.reason);
+      callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
+      if (cutByDeadline) this.timer = setTimeout(() => this.abandon('deadline'), leftMs);
+    }
+    this.started = call(this.controller?.signal ?? callerSignal).then(
       (value): Started => ({ attempt: this, ok: true, value }),
       (error: unknown): Started => ({ attempt: this, ok: false, error }),
     );
@@ -67,13 +76,14 @@ class Attempt {
 
   /** Why the request stopped waiting for this call, if it did. */
   get abandoned(): CallAbandoned | undefined {
-    const reason: unknown = this.controller.signal.reason;
+    const reason: unknown = this.controller?.signal.reason;
     return reason instanceof CallAbandoned ? reason : undefined;
   }
 
+  /** Aborts the call; one that runs on the caller's signal is only ever ended by it (or its breaker's time-out). */
   abandon(why: CallAbandoned['why']): void {
     this.end();
-    if (!this.controller.signal.aborted) this.controller.abort(new CallAbandoned(why));
+    if (this.controller && !this.controller.signal.aborted) this.controller.abort(new CallAbandoned(why));
   }
 
   /** It started answering: the deadline no longer applies (a stream goes on under its idle time-out). */
@@ -84,7 +94,7 @@ class Attempt {
   /** Failed or abandoned: nothing of it needs the caller's signal any more. */
   end(): void {
     clearTimeout(this.timer);
-    this.callerSignal?.removeEventListener('abort', this.forwardCallerAbort);
+    if (this.forwardCallerAbort) this.callerSignal?.removeEventListener('abort', this.forwardCallerAbort);
   }
 }
 
@@ -122,9 +132,9 @@ export async function askTargets(
         continue;
       }
       const call = internallyStreamed
-        ? (signal: AbortSignal) => target.stream(prompt, signal)
-        : (signal: AbortSignal) => target.generate(prompt, signal).then((generation) => generation.text);
-      latest = new Attempt(index, target, call, callerSignal, leftMs, options.callTimeoutMs);
+        ? (signal: AbortSignal | undefined) => target.stream(prompt, signal)
+        : (signal: AbortSignal | undefined) => target.generate(prompt, signal).then((generation) => generation.text);
+      latest = new Attempt(index, target, call, callerSignal, leftMs, options.callTimeoutMs, options.hedgeAfterMs > 0);
       running.add(latest);
       lastLaunchAt = performance.now();
       return;
