@@ -906,3 +906,207 @@ describe('stream faults and other requests', () => {
     );
   });
 });
+
+// ---- Several model targets behind one fake: faults and counts per request-body `model` ----
+
+describe('several models through one fake: a fault set for a model overrides the default for its calls', () => {
+  const askModel = (model: string, extra: object = {}): Promise<Response> => postChat({ model, messages: MESSAGES, ...extra });
+
+  async function statusesFor(models: string[]): Promise<number[]> {
+    const statuses: number[] = [];
+    for (const model of models) {
+      const response = await askModel(model);
+      await response.arrayBuffer();
+      statuses.push(response.status);
+    }
+    return statuses;
+  }
+
+  test('a model with a fault of its own gets it, every other model gets the default, and calls are counted per model', async () => {
+    upstream.setFault({ kind: 'error500' }, { model: 'org/a' });
+    upstream.setFault({ kind: 'ok', answer: 'From b.' }, { model: 'org/b' });
+
+    expect(await statusesFor(['org/a', 'org/b', 'org/c', 'org/a'])).toEqual([500, 200, 200, 500]);
+    const b = (await (await askModel('org/b')).json()) as { model: string; choices: Array<{ message: { content: string } }> };
+
+    expect(b.model).toBe('org/b');
+    expect(b.choices[0]?.message.content).toBe('From b.');
+    expect([upstream.callsFor('org/a'), upstream.callsFor('org/b'), upstream.callsFor('org/c'), upstream.callsFor('org/d')]).toEqual([
+      2, 2, 1, 0,
+    ]);
+    expect(upstream.calls).toBe(5);
+    expect(upstream.stats.fault).toEqual({ kind: 'ok' }); // the default is untouched
+  });
+
+  test('a request naming no model counts as model tgi, as its answer names it', async () => {
+    upstream.setFault({ kind: 'unauthorized' }, { model: 'tgi' });
+    expect((await postChat({ messages: MESSAGES })).status).toBe(401);
+    expect(upstream.callsFor('tgi')).toBe(1);
+  });
+
+  test("a model's sequence counts that model's calls only, and the default's sequence the calls it served", async () => {
+    upstream.setFault({ kind: 'sequence', faults: [{ kind: 'error500' }, { kind: 'ok' }] });
+    upstream.setFault({ kind: 'sequence', faults: [{ kind: 'badRequest' }, { kind: 'loading503' }, { kind: 'ok' }] }, { model: 'org/a' });
+
+    expect(await statusesFor(['org/a', 'org/b', 'org/a', 'org/b', 'org/a', 'org/a'])).toEqual([400, 500, 503, 200, 200, 200]);
+  });
+
+  test('setting the default again keeps the per-model faults; setting a model again restarts its own count', async () => {
+    upstream.setFault({ kind: 'flapping', every: 2 }, { model: 'org/a' });
+    expect(await statusesFor(['org/a', 'org/a', 'org/a'])).toEqual([200, 500, 200]);
+    upstream.setFault({ kind: 'forbidden' });
+    upstream.setFault({ kind: 'flapping', every: 2 }, { model: 'org/a' });
+    expect(await statusesFor(['org/a', 'org/a', 'org/b'])).toEqual([200, 500, 403]);
+  });
+
+  test('reset() clears every per-model fault and count', async () => {
+    upstream.setFault({ kind: 'error500' }, { model: 'org/a' });
+    await statusesFor(['org/a', 'org/b']);
+    upstream.reset();
+    expect(upstream.callsFor('org/a')).toBe(0);
+    expect(upstream.stats.models).toEqual({});
+    expect(await statusesFor(['org/a'])).toEqual([200]);
+    expect(upstream.statsFor('org/a')).toEqual({ calls: 1, inFlight: 0, abortedByClient: 0, fault: { kind: 'ok' } });
+  });
+
+  test('stream faults apply per model too: one model streams its answer while another stalls before its first token', async () => {
+    upstream.setFault({ kind: 'stallBeforeFirstToken' }, { model: 'org/a' });
+    const controller = new AbortController();
+    const stalled = await postStream(streamBody({ model: 'org/a' }), controller.signal);
+    expect(await textWithin(stalled, 150)).toBe('');
+    const streamed = await (await postStream(streamBody({ model: 'org/b' }))).text();
+    expect(eventStreamData(streamed).at(-1)).toBe('[DONE]');
+    expect(upstream.statsFor('org/a')).toMatchObject({ calls: 1, inFlight: 1 });
+    expect(upstream.statsFor('org/b')).toMatchObject({ calls: 1, inFlight: 0 });
+    controller.abort();
+    await upstream.waitForAbortedByClient(1, { model: 'org/a' });
+  });
+
+  test("PUT /__admin/fault?model= sets that model's fault and GET /__admin/stats reports every model's counts and fault", async () => {
+    const fault: Fault = { kind: 'rateLimited429', retryAfterSeconds: 3 };
+    const put = await fetch(`${upstream.url}/__admin/fault?model=${encodeURIComponent('org/a')}`, {
+      method: 'PUT',
+      body: JSON.stringify(fault),
+    });
+    expect(put.status).toBe(204);
+    const refused = await fetch(`${upstream.url}/__admin/fault?model=org/a`, { method: 'PUT', body: '{"kind":"meltdown"}' });
+    expect(refused.status).toBe(400);
+    expect(await statusesFor(['org/a', 'org/b'])).toEqual([429, 200]);
+
+    const stats = (await (await fetch(`${upstream.url}/__admin/stats`)).json()) as UpstreamStats;
+
+    expect(stats.fault).toEqual({ kind: 'ok' });
+    expect(stats.models).toEqual({
+      'org/a': { calls: 1, inFlight: 0, abortedByClient: 0, fault },
+      'org/b': { calls: 1, inFlight: 0, abortedByClient: 0, fault: { kind: 'ok' } },
+    });
+  });
+});
+
+describe('client aborts are recorded for every chat request, streamed or not, per model', () => {
+  test('a hung non-streaming call its client gives up on counts as aborted by its client, for its model only', async () => {
+    upstream.setFault({ kind: 'hang' }, { model: 'org/a' });
+    const controller = new AbortController();
+    const call = rejectionOf(postChatWith({ model: 'org/a', messages: MESSAGES }, controller.signal));
+    await upstream.waitForCallsFor('org/a', 1);
+    await (await postChat({ model: 'org/b', messages: MESSAGES })).arrayBuffer();
+    expect(upstream.statsFor('org/a')).toMatchObject({ inFlight: 1, abortedByClient: 0 });
+
+    controller.abort();
+    expect(await call).toMatchObject({ name: 'AbortError' });
+    await upstream.waitForAbortedByClient(1, { model: 'org/a' });
+
+    expect(upstream.statsFor('org/a')).toMatchObject({ calls: 1, inFlight: 0, abortedByClient: 1 });
+    expect(upstream.statsFor('org/b')).toMatchObject({ calls: 1, inFlight: 0, abortedByClient: 0 });
+    expect(upstream.abortedByClient).toBe(1);
+    expect(upstream.streamsAbortedByClient).toBe(0); // it was no stream
+  });
+
+  test('a call its client aborts during the fault latency counts too, whatever fault was to follow', async () => {
+    upstream.setFault({ kind: 'reset', latencyMs: 5_000 });
+    const controller = new AbortController();
+    const call = rejectionOf(postChatWith({ model: 'x', messages: MESSAGES }, controller.signal));
+    await upstream.waitForCalls(1);
+    controller.abort();
+    await call;
+    await upstream.waitForAbortedByClient(1, { model: 'x' });
+  });
+
+  test('a stalled stream its client aborts counts both as a stream and as a request aborted by its client', async () => {
+    upstream.setFault({ kind: 'stallBeforeFirstToken' });
+    const controller = new AbortController();
+    const response = await postStream(streamBody(), controller.signal);
+    expect(await textWithin(response, 100)).toBe('');
+    controller.abort();
+    await upstream.waitForStreamsAbortedByClient(1);
+    await upstream.waitForAbortedByClient(1, { model: 'x' });
+    expect(upstream.abortedByClient).toBe(1);
+  });
+
+  test.each<[string, Fault, object]>([
+    ['an answered call', { kind: 'ok' }, {}],
+    ['an error answer', { kind: 'error500' }, {}],
+    ['a finished stream', { kind: 'ok' }, { stream: true }],
+    ['an error event and [DONE] mid-stream', { kind: 'errorMidStream' }, { stream: true }],
+    ['the fake resetting the connection', { kind: 'reset' }, {}],
+    ['the fake cutting a body short', { kind: 'truncated' }, {}],
+    ['the fake cutting a stream', { kind: 'cutMidStream' }, { stream: true }],
+  ])('%s is no client abort', async (_case, fault, extra) => {
+    upstream.setFault(fault);
+    await postChat({ model: 'x', messages: MESSAGES, ...extra }).then(
+      (response) => response.arrayBuffer().catch(() => undefined),
+      () => undefined,
+    );
+    await upstream.waitForInFlight(0);
+    expect(upstream.abortedByClient).toBe(0);
+    expect(upstream.statsFor('x')).toMatchObject({ calls: 1, inFlight: 0, abortedByClient: 0 });
+  });
+
+  test('close() ending a hung call is no client abort', async () => {
+    const own = await FakeHfUpstream.start();
+    own.setFault({ kind: 'hang' });
+    const call = rejectionOf(
+      fetch(`${own.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'x', messages: MESSAGES }) }),
+    );
+    await own.waitForCallsFor('x', 1);
+    await own.close();
+    await call;
+    expect(own.abortedByClient).toBe(0);
+    expect(own.statsFor('x')).toMatchObject({ calls: 1, inFlight: 0, abortedByClient: 0 });
+  });
+
+  test('waitForCallsFor and waitForAbortedByClient reject naming the count when it is not reached', async () => {
+    await expect(upstream.waitForCallsFor('org/a', 1, 50)).rejects.toThrow('still 0 calls for org/a (wanted >= 1) after 50 ms');
+    await expect(upstream.waitForAbortedByClient(1, {}, 50)).rejects.toThrow(
+      'still 0 requests aborted by their client (wanted >= 1) after 50 ms',
+    );
+    await expect(upstream.waitForAbortedByClient(2, { model: 'org/a' }, 50)).rejects.toThrow(
+      'still 0 requests for org/a aborted by their client (wanted >= 2) after 50 ms',
+    );
+  });
+
+  test('a reset forgets the aborts counted before it, and a call from before it aborted after it is not counted', async () => {
+    upstream.setFault({ kind: 'hang' });
+    const controllers = [new AbortController(), new AbortController()];
+    const calls = controllers.map((controller) => rejectionOf(postChatWith({ model: 'x', messages: MESSAGES }, controller.signal)));
+    await upstream.waitForCalls(2);
+    controllers[0]?.abort();
+    await upstream.waitForAbortedByClient(1);
+    upstream.reset();
+    expect([upstream.abortedByClient, upstream.stats.abortedByClient, upstream.callsFor('x')]).toEqual([0, 0, 0]);
+
+    controllers[1]?.abort();
+    await Promise.all(calls);
+    await upstream.waitForInFlight(0);
+    expect([upstream.abortedByClient, upstream.statsFor('x').abortedByClient]).toEqual([0, 0]);
+  });
+});
+
+function postChatWith(body: unknown, signal: AbortSignal): Promise<Response> {
+  return fetch(`${upstream.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+}

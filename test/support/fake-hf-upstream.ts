@@ -1,6 +1,7 @@
 // A fake HuggingFace/TGI upstream on loopback: speaks POST /v1/chat/completions and injects faults on demand.
 // A request with `"stream": true` gets a text/event-stream answer as TGI streams it (ChatCompletionChunk events, then
-// `data: [DONE]`); the stream faults below break such a stream mid-way.
+// `data: [DONE]`); the stream faults below break such a stream mid-way. One fake can stand for several model targets
+// behind one endpoint: a fault set for a model (the request body's `model`) overrides the default for that model's calls.
 import { randomUUID } from 'node:crypto';
 import { once, setMaxListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -138,6 +139,26 @@ export interface UpstreamStats {
   tokensWritten: number;
   /** The stream begun last, null when none since reset(). */
   lastStream: StreamRecord | null;
+  /** Chat requests (streamed or not) whose client closed the connection before the fake answered them, since reset(). */
+  abortedByClient: number;
+  /** Per request-body `model`, for every model called or given a fault of its own since reset(). */
+  models: Record<string, ModelStats>;
+}
+
+/** What one model (the request body's `model`; `tgi` when it has none) has seen since reset(). */
+export interface ModelStats {
+  calls: number;
+  /** Its requests whose response has not finished and whose connection is still up. */
+  inFlight: number;
+  /** Its requests whose client closed the connection before the fake answered them (a hedge's loser, a time-out). */
+  abortedByClient: number;
+  /** Its own fault, or the default when it has none. */
+  fault: Fault;
+}
+
+/** Options of setFault: with `model`, the fault applies to that model's calls only, overriding the default. */
+export interface FaultTarget {
+  model?: string;
 }
 
 /** TGI's ErrorResponse {error, error_type}, keyed by fault. */
@@ -208,6 +229,19 @@ const FAULT_KINDS: ReadonlySet<string> = new Set<FaultKind>([
 ]);
 
 const CHAT_PATH = '/v1/chat/completions';
+/** Leaves whose answer the fake itself breaks off (the socket destroyed) when the request does not stream. */
+const BROKEN_BY_FAKE: ReadonlySet<FaultKind> = new Set<FaultKind>(['reset', 'cutMidStream', 'truncated']);
+
+/** One chat request while it is open: what its 'close' needs to know to tell a client's abort from the fake's doing. */
+interface ChatCall {
+  /** reset() count when it arrived: a request from before a reset no longer counts. */
+  epoch: number;
+  closed: boolean;
+  brokenByFake: boolean;
+  /** Its model's counters, once the body named it (a request whose client left mid-upload has none). */
+  model?: Omit<ModelStats, 'fault'>;
+  stream?: StreamRecord;
+}
 const OK: Fault = { kind: 'ok' };
 /** Arrival times kept for callTimesSince: enough for any scenario's window, bounded under a long load. */
 const CALL_TIMES_KEPT = 10_000;
@@ -244,6 +278,11 @@ export class FakeHfUpstream {
   private readonly callTimes: number[] = [];
   private fault: Fault = OK;
   private callsSinceFault = 0;
+  /** Faults set for one model, each with its own call count for sequence and flapping; cleared by reset(). */
+  private readonly modelFaults = new Map<string, { fault: Fault; callsSinceFault: number }>();
+  private readonly modelCounts = new Map<string, Omit<ModelStats, 'fault'>>();
+  /** Chat requests whose client closed the connection before the fake answered them, since reset(). */
+  abortedByClient = 0;
   /** Bumped by reset(): a stream begun before it no longer adds to the counters. */
   private epoch = 0;
   private readonly sockets = new Set<Socket>();
@@ -286,10 +325,31 @@ export class FakeHfUpstream {
       streamsAbortedByClient: this.streamsAbortedByClient,
       tokensWritten: this.tokensWritten,
       lastStream: this.lastStream && { ...this.lastStream },
+      abortedByClient: this.abortedByClient,
+      models: Object.fromEntries([...new Set([...this.modelCounts.keys(), ...this.modelFaults.keys()])].map((m) => [m, this.statsFor(m)])),
     };
   }
 
-  setFault(fault: Fault): void {
+  /** What calls for `model` (the request body's) have seen since reset(), and the fault they get. */
+  statsFor(model: string): ModelStats {
+    const counts = this.modelCounts.get(model) ?? { calls: 0, inFlight: 0, abortedByClient: 0 };
+    return { ...counts, fault: this.modelFaults.get(model)?.fault ?? this.fault };
+  }
+
+  /** Chat calls whose body named `model` since reset(). */
+  callsFor(model: string): number {
+    return this.statsFor(model).calls;
+  }
+
+  /**
+   * The fault every call gets, or with `{ model }` the fault that model's calls get (the default still serves the
+   * others). Either way its sequence or flapping count starts again.
+   */
+  setFault(fault: Fault, target: FaultTarget = {}): void {
+    if (target.model !== undefined) {
+      this.modelFaults.set(target.model, { fault, callsSinceFault: 0 });
+      return;
+    }
     this.fault = fault;
     this.callsSinceFault = 0;
     this.peakInFlight = this.inFlight;
@@ -302,6 +362,9 @@ export class FakeHfUpstream {
 
   reset(): void {
     this.setFault(OK);
+    this.modelFaults.clear();
+    this.modelCounts.clear();
+    this.abortedByClient = 0;
     this.calls = 0;
     this.callTimes.length = 0;
     this.lastRequest = undefined;
@@ -339,6 +402,29 @@ export class FakeHfUpstream {
       () => this.calls >= n,
       timeoutMs,
       () => `${this.calls} calls (wanted >= ${n})`,
+    );
+  }
+
+  /** Resolves once at least `n` chat requests naming `model` have arrived since reset(). */
+  waitForCallsFor(model: string, n: number, timeoutMs = 2000): Promise<void> {
+    return this.waitUntil(
+      () => this.callsFor(model) >= n,
+      timeoutMs,
+      () => `${this.callsFor(model)} calls for ${model} (wanted >= ${n})`,
+    );
+  }
+
+  /**
+   * Resolves once at least `n` chat requests (of `model` only, when given) have been closed by their client before
+   * the fake answered them, since reset(): the proof that the app gave a call up and closed its socket.
+   */
+  waitForAbortedByClient(n: number, target: FaultTarget = {}, timeoutMs = 2000): Promise<void> {
+    const count = (): number => (target.model === undefined ? this.abortedByClient : this.statsFor(target.model).abortedByClient);
+    const what = target.model === undefined ? 'requests' : `requests for ${target.model}`;
+    return this.waitUntil(
+      () => count() >= n,
+      timeoutMs,
+      () => `${count()} ${what} aborted by their client (wanted >= ${n})`,
     );
   }
 
@@ -400,6 +486,7 @@ export class FakeHfUpstream {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const route = `${req.method ?? ''} ${(req.url ?? '').split('?')[0]}`;
+    const call: ChatCall = { epoch: this.epoch, closed: false, brokenByFake: false };
     // Only chat calls count as in flight: an admin request asking for stats must not count itself.
     if (route === `POST ${CHAT_PATH}`) {
       this.inFlight += 1;
@@ -407,13 +494,14 @@ export class FakeHfUpstream {
       // 'close' fires both when the response is sent and when the connection drops before that
       res.once('close', () => {
         this.inFlight -= 1;
+        this.closeChat(call, res);
         this.notifyWaiters();
       });
     }
     const raw = await readBody(req);
     switch (route) {
       case `POST ${CHAT_PATH}`:
-        return this.answerChat(req, res, raw);
+        return this.answerChat(req, res, raw, call);
       case 'GET /health':
         return sendJson(res, 200);
       case 'GET /info':
@@ -423,7 +511,7 @@ export class FakeHfUpstream {
       case 'GET /__admin/call-times':
         return sendJson(res, 200, { times: this.callTimesSince(Number(new URL(req.url ?? '', this.url).searchParams.get('since') ?? 0)) });
       case 'PUT /__admin/fault':
-        return this.putFault(res, raw);
+        return this.putFault(res, raw, new URL(req.url ?? '', this.url).searchParams.get('model') ?? undefined);
       case 'POST /__admin/reset':
         this.reset();
         return sendJson(res, 204);
@@ -432,31 +520,58 @@ export class FakeHfUpstream {
     }
   }
 
-  private putFault(res: ServerResponse, raw: string): void {
+  /** `?model=` sets that model's fault (PUT /__admin/fault?model=x), as setFault(fault, { model }) does. */
+  private putFault(res: ServerResponse, raw: string, model: string | undefined): void {
     const fault = parseJson(raw);
     if (!isFault(fault)) return void sendJson(res, 400, { error: 'body must be a Fault', error_type: 'validation' });
-    this.setFault(fault);
+    this.setFault(fault, { model });
     sendJson(res, 204);
   }
 
-  private async answerChat(req: IncomingMessage, res: ServerResponse, raw: string): Promise<void> {
+  private async answerChat(req: IncomingMessage, res: ServerResponse, raw: string, call: ChatCall): Promise<void> {
     this.calls += 1;
     if (this.callTimes.push(Date.now()) > CALL_TIMES_KEPT) this.callTimes.shift();
-    this.callsSinceFault += 1;
     const body = parseJson(raw);
     this.lastRequest = { headers: req.headers, body };
+    const fault = this.faultFor(modelOf(body), call);
     this.notifyWaiters();
-    const fault = pickFault(this.fault, this.callsSinceFault);
     if (!(await this.delay(fault)) || res.destroyed) return;
     if (body === undefined)
       return void sendJson(res, 422, { error: 'Failed to deserialize the JSON body into the target type', error_type: 'validation' });
-    if (isStreamRequest(body) && isStreamingFault(fault)) return this.stream(fault, res, body);
+    if (isStreamRequest(body) && isStreamingFault(fault)) return this.stream(fault, res, body, call);
+    // The fake's own breakages are not the client's aborts.
+    call.brokenByFake = BROKEN_BY_FAKE.has(fault.kind);
     respond(fault, res, body);
   }
 
+  /** Counts the call for its model and picks its leaf fault: the model's own fault if it has one, else the default. */
+  private faultFor(model: string, call: ChatCall): LeafFault {
+    const counts = this.modelCounts.get(model) ?? { calls: 0, inFlight: 0, abortedByClient: 0 };
+    this.modelCounts.set(model, counts);
+    counts.calls += 1;
+    if (!call.closed) {
+      counts.inFlight += 1;
+      call.model = counts;
+    }
+    const own = this.modelFaults.get(model);
+    if (own) return pickFault(own.fault, (own.callsSinceFault += 1));
+    return pickFault(this.fault, (this.callsSinceFault += 1));
+  }
+
+  /** A chat response closed: by its end, by the fake breaking it, by close(), or by its client giving up. */
+  private closeChat(call: ChatCall, res: ServerResponse): void {
+    call.closed = true;
+    if (call.model) call.model.inFlight -= 1;
+    const byClient = !res.writableFinished && !call.brokenByFake && call.stream?.outcome !== 'cut' && !this.lifetime.signal.aborted;
+    if (!byClient || call.epoch !== this.epoch) return;
+    this.abortedByClient += 1;
+    if (call.model) call.model.abortedByClient += 1;
+  }
+
   /** Streams the answer token by token, breaking it as the fault says. */
-  private async stream(fault: StreamingFault, res: ServerResponse, request: unknown): Promise<void> {
+  private async stream(fault: StreamingFault, res: ServerResponse, request: unknown, call: ChatCall): Promise<void> {
     const record: StreamRecord = { tokens: 0, outcome: 'open' };
+    call.stream = record;
     const epoch = this.epoch;
     this.streams += 1;
     this.openStreams += 1;
