@@ -31,6 +31,10 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   CIRCUIT_BREAKER_SHARED: 'true',
   CACHE_TTL_SECONDS: '3600',
   CACHE_STALE_TTL_SECONDS: '86400',
+  // One model target, no hedge, the whole default deadline, unless a suite configures failover.
+  HF_FALLBACK_MODELS: '',
+  HF_HEDGE_AFTER_SECONDS: '0',
+  ASSISTANT_DEADLINE_SECONDS: '30',
   // Open access unless a suite asks otherwise (process.env outlives each app, so every suite starts from these).
   ASSISTANT_API_KEYS: '',
   RATE_LIMIT_PER_MINUTE: '0',
