@@ -154,7 +154,8 @@ describe('askTargets', () => {
     const { targets, clients } = targetsOf('a', 'b');
     clients[0].script = 'hang';
     const asked = await askTargets(targets, PROMPT, undefined, false, { ...OPTIONS, hedgeAfterMs: 100 });
-    expect(asked).toMatchObject({ answered: true, model: 'b', text: 'from b to the end', passed: [] });
+    expect(asked).toMatchObject({ answered: true, model: 'b', text: 'from b to the end' });
+    expect(asked.passed.map(({ model, reason }) => `${model}:${reason}`)).toEqual(['a:timeout']);
     expect(clients.map((client) => [client.calls, client.aborted])).toEqual([
       [1, 1],
       [1, 0],

@@ -157,7 +157,11 @@ export async function askTargets(
       if (callerSignal?.aborted) throw abortReason(callerSignal);
       if (settled.ok) {
         attempt.answering();
-        for (const loser of running) loser.abandon('hedge_lost');
+        for (const loser of running) {
+          loser.abandon('hedge_lost');
+          // An earlier target that had not started answering was passed over; a later one was only a hedge.
+          if (loser.index < attempt.index) pass(loser.index, loser.target.skipped('timeout'));
+        }
         running.clear();
         const { value } = settled;
         if (typeof value === 'string') attempt.end();
