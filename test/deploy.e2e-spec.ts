@@ -82,6 +82,7 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'HF_FALLBACK_MODELS',
   'ASSISTANT_DEADLINE_SECONDS',
   'HF_HEDGE_AFTER_SECONDS',
+  'RATE_LIMIT_CONCURRENT',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];

@@ -8,6 +8,7 @@ import { ServerSentEventsInterceptor, wantsEventStream } from './server-sent-eve
 import { ClientSignal } from './client-signal.decorator.js';
 import { MaxQueryLengthPipe } from './max-query-length.pipe.js';
 import { QueryDto } from './query.dto.js';
+import { Caller } from '../rate-limit/caller-concurrency.js';
 
 @ApiTags('assistant')
 @Controller('assistant')
@@ -21,9 +22,10 @@ export class AssistantController {
   query(
     @Body(MaxQueryLengthPipe) body: QueryDto,
     @ClientSignal() clientGone: AbortSignal,
+    @Caller() caller: string,
     @Headers('accept') accept?: string,
   ): Promise<AssistantAnswerDto | AnswerEventStream> {
-    if (wantsEventStream(accept)) return AnswerEventStream.open(this.assistant.stream(body, clientGone));
-    return this.assistant.answer(body, clientGone);
+    if (wantsEventStream(accept)) return AnswerEventStream.open(this.assistant.stream(body, clientGone, caller));
+    return this.assistant.answer(body, clientGone, caller);
   }
 }

@@ -4,6 +4,8 @@ import { APP_FILTER } from '@nestjs/core';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
 import { assistantConfig } from '../config/assistant.config.js';
 import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
+import { rateLimitConfig } from '../config/rate-limit.config.js';
+import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
 import { HfTextGenModule } from '../hf-textgen/hf-textgen.module.js';
 import { KnowledgeModule } from '../knowledge/knowledge.module.js';
 import { AssistantController } from './assistant.controller.js';
@@ -16,6 +18,7 @@ import { ClientGoneFilter } from './client-gone.filter.js';
   imports: [
     ConfigModule.forFeature(assistantConfig),
     ConfigModule.forFeature(circuitBreakerConfig),
+    ConfigModule.forFeature(rateLimitConfig),
     AnswerCacheModule,
     HfTextGenModule,
     KnowledgeModule,
@@ -23,6 +26,7 @@ import { ClientGoneFilter } from './client-gone.filter.js';
   controllers: [AssistantController],
   providers: [
     AssistantService,
+    CallerConcurrency,
     MaxQueryLengthPipe,
     { provide: APP_FILTER, useClass: UpstreamUnavailableFilter },
     { provide: APP_FILTER, useClass: ClientGoneFilter },

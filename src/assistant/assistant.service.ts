@@ -10,7 +10,8 @@ import type { AssistantAnswerDto } from './assistant-answer.dto.js';
 import type { AnswerEvent } from './answer-events.js';
 import type { AnswerListener } from './answer-listener.js';
 import { type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
-import { askTargets, failoverEntry, type FailoverOptions } from './failover.js';
+import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
+import { type Asked, askTargets, failoverEntry, type FailoverOptions } from './failover.js';
 import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
 
@@ -41,6 +42,7 @@ export class AssistantService {
     private readonly cache: AnswerCache,
     private readonly knowledge: KnowledgeBase,
     private readonly targets: ModelTargets,
+    private readonly callers: CallerConcurrency,
     @Inject(assistantConfig.KEY) config: ConfigType<typeof assistantConfig>,
     @Inject(circuitBreakerConfig.KEY) breakerConfig: ConfigType<typeof circuitBreakerConfig>,
   ) {
@@ -53,9 +55,12 @@ export class AssistantService {
     return () => this.listeners.delete(listener);
   }
 
-  /** `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). */
-  async answer(query: AssistantQuery, signal?: AbortSignal): Promise<AssistantAnswer> {
-    for await (const event of this.chain(query, signal, false)) if (event.type === 'done') return event.answer;
+  /**
+   * `signal`: aborted when the caller went away; the model call is then aborted too (and does not count). `caller`:
+   * who asks (RATE_LIMIT_CONCURRENT counts its model calls in flight).
+   */
+  async answer(query: AssistantQuery, signal?: AbortSignal, caller?: string): Promise<AssistantAnswer> {
+    for await (const event of this.chain(query, signal, false, caller)) if (event.type === 'done') return event.answer;
     throw new Error('The answer chain ended without an answer');
   }
 
@@ -66,12 +71,17 @@ export class AssistantService {
    * degraded, `interrupted` (never cached). Nothing to fall back on: UpstreamUnavailableError before any event, which
    * is why the excerpts event waits for the first token when there is no fallback to send instead.
    */
-  stream(query: AssistantQuery, signal?: AbortSignal): AsyncGenerator<AnswerEvent, void, undefined> {
-    return this.observedStream(this.chain(query, signal, true));
+  stream(query: AssistantQuery, signal?: AbortSignal, caller?: string): AsyncGenerator<AnswerEvent, void, undefined> {
+    return this.observedStream(this.chain(query, signal, true, caller));
   }
 
   /** The chain; `streamed` decides only whether the excerpts and tokens are yielded as they come. */
-  private async *chain({ query, topK = DEFAULT_TOP_K }: AssistantQuery, signal: AbortSignal | undefined, streamed: boolean) {
+  private async *chain(
+    { query, topK = DEFAULT_TOP_K }: AssistantQuery,
+    signal: AbortSignal | undefined,
+    streamed: boolean,
+    caller?: string,
+  ) {
     const key = this.cacheKey(query, topK);
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) {
@@ -86,11 +96,33 @@ export class AssistantService {
     const excerpts = this.knowledge.search(query, topK);
     const hasFallback = cached !== undefined || excerpts.length > 0;
     if (streamed && hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
-    const asked = await askTargets(this.targets.list, buildPrompt(query, excerpts), signal, streamed, this.failover);
-    const failover = asked.passed.length > 0 ? { failover: asked.passed.map(failoverEntry) } : {};
+    // The caller's place among its model calls in flight, held until the answer is done (a stream: until it ends).
+    const release = this.callers.tryAcquire(caller);
+    try {
+      const asked: Asked = release
+        ? await askTargets(this.targets.list, buildPrompt(query, excerpts), signal, streamed, this.failover)
+        : { answered: false, passed: [] };
+      yield* this.fromTargets(asked, { key, cached, excerpts, hasFallback, signal });
+    } finally {
+      release?.();
+    }
+  }
 
+  /** The rest of the chain, once the targets were asked: their answer (streamed as it comes), or the fallbacks. */
+  private async *fromTargets(
+    asked: Asked,
+    {
+      key,
+      cached,
+      excerpts,
+      hasFallback,
+      signal,
+    }: { key: string; cached?: CachedAnswer; excerpts: Excerpt[]; hasFallback: boolean; signal?: AbortSignal },
+  ): AsyncGenerator<AnswerEvent, void, undefined> {
+    const failover = asked.passed.length > 0 ? { failover: asked.passed.map(failoverEntry) } : {};
     if (!asked.answered) {
-      const outage = this.outageOf(asked.passed);
+      // No target asked: this caller has RATE_LIMIT_CONCURRENT model calls in flight already.
+      const outage = asked.passed.length > 0 ? this.outageOf(asked.passed) : CALLER_OVERLOADED;
       if (cached) yield this.done(this.fromStaleCache(cached, outage));
       else if (excerpts.length > 0) yield this.done(this.fromExcerpts(excerpts, outage));
       else throw this.unavailable(outage);
@@ -220,6 +252,9 @@ export class AssistantService {
     return { reason, retryAfterSeconds: Math.min(...passed.map((target) => target.retryAfterSeconds)) };
   }
 }
+
+/** A caller over RATE_LIMIT_CONCURRENT: a place frees the moment one of its calls ends. */
+const CALLER_OVERLOADED: Outage = { reason: 'overloaded', retryAfterSeconds: 1 };
 
 function cachedBody(cached: CachedAnswer): Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt' | 'model'> {
   return {

@@ -251,6 +251,13 @@ export class Environment {
   @IsInt()
   RATE_LIMIT_PER_MINUTE: number = 0;
 
+  /** Model calls in flight per API key (per client address without keys), on each replica; 0 = no limit. */
+  @Min(0)
+  @Max(100_000)
+  @EmptyIsNotANumber()
+  @IsInt()
+  RATE_LIMIT_CONCURRENT: number = 0;
+
   @ValidateBy({
     name: 'isTrustProxy',
     validator: {

@@ -38,6 +38,7 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   // Open access unless a suite asks otherwise (process.env outlives each app, so every suite starts from these).
   ASSISTANT_API_KEYS: '',
   RATE_LIMIT_PER_MINUTE: '0',
+  RATE_LIMIT_CONCURRENT: '0',
   TRUST_PROXY: 'false',
   METRICS_PORT: '',
   // Quiet test output; a suite that reads the log asks for the level it needs.
