@@ -5,7 +5,7 @@ import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from '../config/cache.config.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { RedisConnection } from '../redis/redis-connection.js';
-import { withinDeadline } from '../redis/within-deadline.js';
+import { withinDeadline } from '../common/deadline.js';
 
 export interface CachedAnswer {
   answer: string;

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { abortReason, forwardAbort, raceDeadline, toError } from '../common/deadline.js';
 import { errorMessage } from '../logging/error-message.js';
 import { Bulkhead } from './bulkhead.js';
 import type { FailureRatePolicy } from './failure-rate-window.js';
@@ -345,33 +346,20 @@ export class CircuitBreaker {
     return result;
   }
 
+  /** The task under its own controller: aborted at the time-out or shutdown (rejecting at once) and when the caller's signal aborts. */
   private runWithTimeout<T>(task: Task<T>, callerSignal?: AbortSignal): Promise<T> {
     const controller = new AbortController();
-    // The caller's abort is forwarded by hand: AbortSignal.any would keep both signals for a finaliser to clean up.
-    const forwardCallerAbort = () => controller.abort(callerSignal?.reason);
-    callerSignal?.addEventListener('abort', forwardCallerAbort, { once: true });
-    const signal = controller.signal;
-    return new Promise<T>((resolve, reject) => {
-      const settle = () => {
-        clearTimeout(timer);
-        this.inFlight.delete(abort);
-        callerSignal?.removeEventListener('abort', forwardCallerAbort);
-      };
-      const abort: AbortInFlight = (reason) => {
-        settle();
-        controller.abort(reason);
-        reject(reason);
-      };
-      const timer = setTimeout(() => abort(new CallTimeoutError(this.name, this.options.timeoutMs)), this.options.timeoutMs);
-      this.inFlight.add(abort);
-      try {
-        task(signal).then(resolve, reject).finally(settle);
-      } catch (error) {
-        settle();
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, as thrown
-        reject(error);
-      }
-    });
+    const { timeoutMs } = this.options;
+    return raceDeadline(
+      () => task(controller.signal),
+      timeoutMs,
+      () => new CallTimeoutError(this.name, timeoutMs),
+      {
+        controller,
+        forwardFrom: callerSignal,
+        running: this.inFlight,
+      },
+    );
   }
 
   /** What the call's error means for the circuit. */
@@ -463,11 +451,6 @@ function iso(epochMs: number): string {
   return new Date(epochMs).toISOString();
 }
 
-function abortReason(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new DOMException('The caller aborted the call', 'AbortError');
-}
-
 /**
  * One streamed call's plumbing: its AbortController (aborted by the caller's signal, a deadline, shutdown or an early
  * end), and a deadline on each item: `timeoutMs` for the first (from the start), `streamIdleTimeoutMs` for each next.
@@ -478,16 +461,15 @@ export class GuardedStreamCall<T> {
   private readonly startedAt = performance.now();
   private iterator?: AsyncIterator<T>;
   private readonly untrack: () => void;
-  private readonly forwardCallerAbort: () => void;
+  private readonly stopForwarding?: () => void;
 
   constructor(
     readonly breaker: string,
     private readonly options: Pick<CircuitBreakerOptions, 'timeoutMs' | 'streamIdleTimeoutMs'>,
-    private readonly callerSignal: AbortSignal | undefined,
+    callerSignal: AbortSignal | undefined,
     track: (abort: AbortInFlight) => () => void,
   ) {
-    this.forwardCallerAbort = () => this.controller.abort(abortReason(callerSignal));
-    callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
+    this.stopForwarding = forwardAbort(callerSignal, this.controller, abortReason);
     this.untrack = track((reason) => this.controller.abort(reason));
   }
 
@@ -522,7 +504,7 @@ export class GuardedStreamCall<T> {
 
   /** Releases everything; a stream that did not complete has its upstream aborted. */
   end(completed: boolean): void {
-    this.callerSignal?.removeEventListener('abort', this.forwardCallerAbort);
+    this.stopForwarding?.();
     this.untrack();
     if (completed) return;
     if (!this.controller.signal.aborted) this.controller.abort(new DOMException('The stream ended early', 'AbortError'));
@@ -531,30 +513,7 @@ export class GuardedStreamCall<T> {
   }
 
   private within(ms: number, timeoutError: Error, read: () => Promise<IteratorResult<T>>): Promise<IteratorResult<T>> {
-    const signal = this.controller.signal;
-    if (signal.aborted) return Promise.reject(toError(signal.reason));
-    return new Promise<IteratorResult<T>>((resolve, reject) => {
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(toError(signal.reason));
-      };
-      const timer = setTimeout(() => this.controller.abort(timeoutError), ms);
-      signal.addEventListener('abort', onAbort, { once: true });
-      read().then(
-        (result) => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          resolve(result);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', onAbort);
-          // After an abort the task's own error (an AbortError) says less than the reason: keep the reason.
-          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the task's own error, as thrown
-          reject(signal.aborted ? toError(signal.reason) : error);
-        },
-      );
-    });
+    return raceDeadline(read, ms, () => timeoutError, { controller: this.controller, endOnAbort: true });
   }
 }
 
@@ -644,8 +603,4 @@ export class GuardedStream<T> implements AsyncIterableIterator<T> {
     this.ended = true;
     this.finish(outcome);
   }
-}
-
-function toError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new DOMException(String(reason), 'AbortError');
 }

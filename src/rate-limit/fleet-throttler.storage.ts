@@ -3,7 +3,7 @@ import { Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { ThrottlerStorage } from '@nestjs/throttler';
 import { RedisConnection } from '../redis/redis-connection.js';
 import { redisScript, runScript } from '../redis/redis-script.js';
-import { withinDeadline } from '../redis/within-deadline.js';
+import { withinDeadline } from '../common/deadline.js';
 import { SlidingWindowCounter, type WindowHit } from './sliding-window.js';
 
 type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;

@@ -11,7 +11,7 @@ import {
 import type { ConfigType } from '@nestjs/config';
 import { RedisConnection, type RedisClient } from '../../redis/redis-connection.js';
 import { type RedisScript, runScript } from '../../redis/redis-script.js';
-import { withinDeadline } from '../../redis/within-deadline.js';
+import { withinDeadline } from '../../common/deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
