@@ -4,8 +4,9 @@ import fc from 'fast-check';
 import { TEST_BREAKER_CONFIG } from '../../test/support/breaker-config.js';
 import { CircuitContractModel, type ModelOutcome } from '../../test/support/circuit-contract-model.js';
 import { propertyRunParameters } from '../../test/support/fast-check-replay.js';
-import { CircuitBreaker, type CircuitBreakerOptions, type FailureVerdict, type GuardedStream } from './circuit-breaker.js';
+import { CircuitBreaker, type CircuitBreakerOptions, type FailureVerdict } from './circuit-breaker.js';
 import { BulkheadFullError, CircuitOpenError } from './circuit-breaker.errors.js';
+import type { GuardedStream } from './guarded-stream.js';
 import { monotonicNow } from './monotonic-clock.js';
 
 // Model-based test of the whole CircuitBreaker on Jest's fake timers (which also fake performance.now, the breaker's

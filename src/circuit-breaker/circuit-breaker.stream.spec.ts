@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import { CircuitBreaker, type CircuitBreakerOptions, type GuardedStream } from './circuit-breaker.js';
+import { CircuitBreaker, type CircuitBreakerOptions } from './circuit-breaker.js';
 import {
   BreakerShutdownError,
   BulkheadFullError,
@@ -9,6 +9,7 @@ import {
   StreamNotConsumedError,
   StreamStalledError,
 } from './circuit-breaker.errors.js';
+import type { GuardedStream } from './guarded-stream.js';
 
 const OPTIONS: CircuitBreakerOptions = {
   enabled: true,
