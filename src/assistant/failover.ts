@@ -1,3 +1,4 @@
+import { abortReason } from '../common/deadline.js';
 import type { ChatPrompt } from '../hf-textgen/hf-textgen.client.js';
 import { type ModelTarget, TargetPassedError } from '../hf-textgen/model-targets.js';
 
@@ -211,9 +212,4 @@ function hedgeTimer(at: number): { fired: Promise<'hedge'>; cancel: () => void }
   let timer: NodeJS.Timeout | undefined;
   const fired = new Promise<'hedge'>((resolve) => (timer = setTimeout(() => resolve('hedge'), Math.max(0, at - performance.now()))));
   return { fired, cancel: () => clearTimeout(timer) };
-}
-
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return reason instanceof Error ? reason : new DOMException('The caller aborted the call', 'AbortError');
 }
