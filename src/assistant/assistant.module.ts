@@ -3,7 +3,6 @@ import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
 import { assistantConfig } from '../config/assistant.config.js';
-import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { rateLimitConfig } from '../config/rate-limit.config.js';
 import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
 import { HfTextGenModule } from '../hf-textgen/hf-textgen.module.js';
@@ -17,7 +16,6 @@ import { ClientGoneFilter } from './client-gone.filter.js';
 @Module({
   imports: [
     ConfigModule.forFeature(assistantConfig),
-    ConfigModule.forFeature(circuitBreakerConfig),
     ConfigModule.forFeature(rateLimitConfig),
     AnswerCacheModule,
     HfTextGenModule,

@@ -2,7 +2,6 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { AnswerCache, type CachedAnswer } from '../cache/answer-cache.js';
 import { assistantConfig } from '../config/assistant.config.js';
-import { circuitBreakerConfig } from '../config/circuit-breaker.config.js';
 import { ModelTargets, TargetPassedError } from '../hf-textgen/model-targets.js';
 import type { Excerpt } from '../knowledge/excerpt.js';
 import { KnowledgeBase } from '../knowledge/knowledge-base.js';
@@ -44,9 +43,8 @@ export class AssistantService {
     private readonly targets: ModelTargets,
     private readonly callers: CallerConcurrency,
     @Inject(assistantConfig.KEY) config: ConfigType<typeof assistantConfig>,
-    @Inject(circuitBreakerConfig.KEY) breakerConfig: ConfigType<typeof circuitBreakerConfig>,
   ) {
-    this.failover = { deadlineMs: config.deadlineMs, hedgeAfterMs: config.hedgeAfterMs, callTimeoutMs: breakerConfig.timeoutMs };
+    this.failover = { deadlineMs: config.deadlineMs, hedgeAfterMs: config.hedgeAfterMs };
   }
 
   /** Tells `listener` of every answer, 503 and streamed answer's end, until the returned function is called. */

@@ -56,21 +56,22 @@ class ScriptedClient {
   }
 }
 
+const BREAKER_TIMEOUT_MS = 2_000;
 let registry: CircuitBreakerRegistry | undefined;
 afterEach(() => registry?.onApplicationShutdown());
 
 function targetsOf(...models: string[]): { targets: ModelTarget[]; clients: ScriptedClient[] } {
-  registry = new CircuitBreakerRegistry({ ...TEST_BREAKER_CONFIG, timeoutMs: 2_000, failureThreshold: 1 });
+  registry = new CircuitBreakerRegistry({ ...TEST_BREAKER_CONFIG, timeoutMs: BREAKER_TIMEOUT_MS, failureThreshold: 1 });
   const clients = models.map((model) => new ScriptedClient(model));
   const targets = clients.map((client, i) => {
     const name = i === 0 ? 'huggingface' : `huggingface:${client.model}`;
     registry!.guard(client, name);
-    return new ModelTarget(client.model, registry!.get(name), client as unknown as HfTextGenClient, 10);
+    return new ModelTarget(client.model, registry!.get(name), client as unknown as HfTextGenClient, 10, BREAKER_TIMEOUT_MS);
   });
   return { targets, clients };
 }
 
-const OPTIONS: FailoverOptions = { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 };
+const OPTIONS: FailoverOptions = { deadlineMs: 5_000, hedgeAfterMs: 0 };
 
 function counted(target: ModelTarget) {
   const { successes, failures } = target.breaker.snapshot().stats;
@@ -143,7 +144,7 @@ describe('askTargets', () => {
   it("leaves the first call to its breaker's own time-out (a failure) when the deadline is longer", async () => {
     const { targets, clients } = targetsOf('a', 'b');
     clients[0].script = 'hang';
-    const asked = await askTargets(targets, PROMPT, undefined, false, { ...OPTIONS, callTimeoutMs: 200, deadlineMs: 5_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { ...OPTIONS, deadlineMs: 5_000 });
     // The breakers time out at 2 s (targetsOf); with 5 s left, no deadline cuts the call before that.
     expect(asked).toMatchObject({ answered: true, model: 'b' });
     expect(asked.passed.map(({ reason }) => reason)).toEqual(['timeout']);

@@ -26,8 +26,6 @@ export interface FailoverOptions {
   deadlineMs: number;
   /** A target without a first piece this long gets a hedge (the next admitted target is asked too); 0 = off. */
   hedgeAfterMs: number;
-  /** Each breaker's own time-out: a call with less than this left of the deadline is cut at the deadline. */
-  callTimeoutMs: number;
 }
 
 /** Aborts a call the request no longer waits for. The call counts neither way on its breaker. */
@@ -58,11 +56,10 @@ class Attempt {
     call: (signal: AbortSignal | undefined) => Promise<AsyncIterableIterator<string> | string>,
     private readonly callerSignal: AbortSignal | undefined,
     leftMs: number,
-    callTimeoutMs: number,
     hedging: boolean,
   ) {
     // The breaker's own time-out comes first (and counts) unless less than it is left of the deadline.
-    const cutByDeadline = leftMs < callTimeoutMs;
+    const cutByDeadline = leftMs < target.timeoutMs;
     if (cutByDeadline || hedging) {
       const controller = (this.controller = new AbortController());
       this.forwardCallerAbort = () => controller.abort(callerSignal?.reason);
@@ -135,7 +132,7 @@ export async function askTargets(
       const call = internallyStreamed
         ? (signal: AbortSignal | undefined) => target.stream(prompt, signal)
         : (signal: AbortSignal | undefined) => target.generate(prompt, signal).then((generation) => generation.text);
-      latest = new Attempt(index, target, call, callerSignal, leftMs, options.callTimeoutMs, options.hedgeAfterMs > 0);
+      latest = new Attempt(index, target, call, callerSignal, leftMs, options.hedgeAfterMs > 0);
       running.add(latest);
       lastLaunchAt = performance.now();
       return;

@@ -41,6 +41,8 @@ export class ModelTarget {
     readonly breaker: CircuitBreaker,
     private readonly client: HfTextGenClient,
     private readonly resetTimeoutSeconds: number,
+    /** Its breaker's per-call time-out: a call with less than this left of the request's deadline may be cut there. */
+    readonly timeoutMs: number,
   ) {}
 
   get circuit(): CircuitStatus {
@@ -137,7 +139,7 @@ export class ModelTargets implements OnModuleInit {
         temperature: config.temperature,
       });
       this.clients.push(registry.guard(client, breakerName));
-      return new ModelTarget(model, registry.get(breakerName), client, breakerConfig.resetTimeoutMs / 1000);
+      return new ModelTarget(model, registry.get(breakerName), client, breakerConfig.resetTimeoutMs / 1000, breakerConfig.timeoutMs);
     });
   }
 
