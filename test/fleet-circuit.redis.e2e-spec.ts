@@ -300,7 +300,11 @@ describe('The fleet circuit on a real Redis', () => {
       expect(await b.circuit.admit(clock.now)).toBeUndefined();
       clock.now = leaseUntil;
       // A renewal that comes after the lease ran out (its holder stalled) does not bring it back.
-      const late = await b.store.run(CIRCUIT_SCRIPTS.renew, BREAKER, [String(trial.generation), trial.token, String(LEASE_MS)]);
+      const late = await b.store.run(CIRCUIT_SCRIPTS.renew, BREAKER, {
+        generation: trial.generation,
+        token: trial.token,
+        leaseMs: LEASE_MS,
+      });
       expect(late).toMatchObject({ granted: false, leaseUntil });
       expect(await b.circuit.admit(clock.now)).toMatchObject({ trial: true });
     } finally {

@@ -1,29 +1,52 @@
 import { redisScript } from '../../redis/redis-script.js';
+import {
+  type AcquireArguments,
+  circuitScript,
+  type FailureArguments,
+  type JoinArguments,
+  type RenewArguments,
+  type SuccessArguments,
+  type TrialArguments,
+} from './circuit-codec.js';
 
-/** Every key and channel of the fleet's circuits starts with this; bump the version when the layout changes. */
+/** Every key and channel of the fleet's circuits starts with this; bump the version when the hash's layout changes. */
 export const CIRCUIT_KEY_PREFIX = 'assistant:circuit:v1:';
 
 /** The hash holding one breaker's fleet circuit; the braces keep it and its channel in one Redis Cluster slot. */
 export const circuitKey = (breaker: string): string => `${CIRCUIT_KEY_PREFIX}{${breaker}}`;
+/**
+ * The version of the channel's messages (JSON, FleetState in circuit-codec.ts; the unversioned channel had them
+ * `|`-separated). Bumped when their encoding changes: replicas of two versions sharing a Redis during a rolling
+ * upgrade then do not hear each other's changes, instead of logging each as malformed; they still share the hash, and
+ * each learns the other's changes from its own scripts' replies.
+ */
+const CHANNEL_VERSION = 2;
+
 /** The channel each change of that circuit is published on. */
-export const circuitChannel = (breaker: string): string => `${CIRCUIT_KEY_PREFIX}{${breaker}}:changes`;
+export const circuitChannel = (breaker: string): string => `${CIRCUIT_KEY_PREFIX}{${breaker}}:changes:v${CHANNEL_VERSION}`;
 
 /**
- * Shared by every script: KEYS[1] the circuit's hash, KEYS[2] its channel; ARGV[1] the clock (empty: Redis' own,
- * `TIME`; a number only from tests that drive time), ARGV[2] the calling replica's id. A script loads the hash,
- * decides, and when it changed anything saves it (version + 1), publishes it and returns it: one encoding,
- * `|`-separated, for the reply and the message alike (see FleetState in fleet-state.ts). The hash's `epoch` is set
- * when it is created: a hash that expired, was evicted or flushed starts a new epoch, whose versions and generations
- * replicas take as they come instead of ignoring them as older than theirs.
+ * Every script's arguments: one JSON object (ScriptCaller and the script's own, circuit-codec.ts). Numbers are read
+ * with tonumber(), which also takes the strings a non-finite one is sent as.
+ */
+const ARGUMENTS = `local args = cjson.decode(ARGV[1])
+`;
+
+/**
+ * Shared by every script: KEYS[1] the circuit's hash, KEYS[2] its channel; `now` the caller's clock (absent: Redis'
+ * own, `TIME`). A script loads the hash, decides, and when it changed anything saves it (version + 1), publishes it
+ * and returns it: one encoding, JSON, for the reply and the message alike (FleetState in circuit-codec.ts). The
+ * hash's `epoch` is set when it is created: a hash that expired, was evicted or flushed starts a new epoch, whose
+ * versions and generations replicas take as they come instead of ignoring them as older than theirs.
  */
 const PRELUDE = `
 local key, channel = KEYS[1], KEYS[2]
-local now = tonumber(ARGV[1])
+local now = tonumber(args.now)
 if not now then
   local time = redis.call('TIME')
   now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
-local by = ARGV[2]
+local by = args.by
 local FIELDS = {'epoch', 'ver', 'gen', 'phase', 'fail', 'trials', 'openedAt', 'openUntil', 'lease', 'leaseUntil', 'by',
   'causeKind', 'causeStatus', 'causeAt'}
 local TEXT = {epoch = true, phase = true, lease = true, by = true, causeKind = true}
@@ -41,25 +64,29 @@ for i = 1, #raw, 2 do
 end
 
 local function encode(changed, granted)
-  local leased = 0
-  if s.lease ~= '' then leased = 1 end
-  return table.concat({s.ver, s.gen, s.phase, s.fail, s.trials, s.openedAt, s.openUntil, leased, s.leaseUntil, s.by,
-    s.causeKind, s.causeStatus, s.causeAt, now, changed, granted, s.epoch}, '|')
+  local cause = nil
+  if s.causeKind ~= '' then
+    cause = {kind = s.causeKind, at = s.causeAt}
+    if s.causeStatus > 0 then cause.status = s.causeStatus end
+  end
+  return cjson.encode({epoch = s.epoch, version = s.ver, generation = s.gen, phase = s.phase, failures = s.fail,
+    failedTrials = s.trials, openedAt = s.openedAt, openUntil = s.openUntil, leased = s.lease ~= '',
+    leaseUntil = s.leaseUntil, by = s.by, cause = cause, now = now, changed = changed, granted = granted})
 end
 
 local function save()
   if s.epoch == '' then s.epoch = now .. '-' .. by end
   s.ver = s.ver + 1
   s.by = by
-  local args = {}
+  local values = {}
   for _, field in ipairs(FIELDS) do
-    args[#args + 1] = field
-    args[#args + 1] = tostring(s[field])
+    values[#values + 1] = field
+    values[#values + 1] = tostring(s[field])
   end
-  redis.call('HSET', key, unpack(args))
+  redis.call('HSET', key, unpack(values))
   -- Forgotten a day after its last change: long past any open period, and a closed circuit is the default.
   redis.call('PEXPIRE', key, 86400000)
-  redis.call('PUBLISH', channel, encode(0, 0))
+  redis.call('PUBLISH', channel, encode(false, false))
 end
 
 -- Counts a call of the current generation that ended now in the failure-rate window: ten buckets of a tenth of
@@ -81,15 +108,15 @@ local function windowTrips(rate, windowMs, minCalls, failed)
   if w[slot][1] ~= bucket then w[slot] = {bucket, 0, 0} end
   w[slot][2] = w[slot][2] + 1
   if failed then w[slot][3] = w[slot][3] + 1 end
-  local args, calls, failures = {'wgen', s.gen, 'wms', windowMs}, 0, 0
+  local values, calls, failures = {'wgen', s.gen, 'wms', windowMs}, 0, 0
   for i = 0, 9 do
     if i == slot or not current then
-      args[#args + 1] = 'wb' .. i
-      args[#args + 1] = w[i][1]
-      args[#args + 1] = 'wc' .. i
-      args[#args + 1] = w[i][2]
-      args[#args + 1] = 'wf' .. i
-      args[#args + 1] = w[i][3]
+      values[#values + 1] = 'wb' .. i
+      values[#values + 1] = w[i][1]
+      values[#values + 1] = 'wc' .. i
+      values[#values + 1] = w[i][2]
+      values[#values + 1] = 'wf' .. i
+      values[#values + 1] = w[i][3]
     end
     local age = bucket - w[i][1]
     if w[i][1] >= 0 and age >= 0 and age < 10 then
@@ -97,14 +124,14 @@ local function windowTrips(rate, windowMs, minCalls, failed)
       failures = failures + w[i][3]
     end
   end
-  redis.call('HSET', key, unpack(args))
+  redis.call('HSET', key, unpack(values))
   redis.call('PEXPIRE', key, 86400000)
   return failed and calls >= minCalls and failures / calls >= rate
 end
 
-local function cause(kind, status)
-  s.causeKind = kind
-  s.causeStatus = tonumber(status) or 0
+local function cause(c)
+  s.causeKind = c.kind
+  s.causeStatus = tonumber(c.status) or 0
   s.causeAt = now
 end
 
@@ -119,96 +146,93 @@ end
 `;
 
 /**
- * A call admitted while closed failed. ARGV: 3 the generation it started in, 4 the threshold, 5 the reset period
- * (ms), 6 the longest open period, 7 '1' when the failure hits every request alike, 8 the upstream's wait hint (ms,
- * or empty), 9-10 the cause's kind and status, 11-13 the failure-rate policy (rate, 0 = off; window ms; minimum
- * calls). An outcome from an earlier generation changes nothing; with no hash at all, it counts toward the new
- * circuit. (A disabled breaker tells the fleet nothing.)
+ * A call admitted while closed failed (FailureArguments). An outcome from an earlier generation changes nothing;
+ * with no hash at all, it counts toward the new circuit. (A disabled breaker tells the fleet nothing.)
  */
-const FAILURE = `${PRELUDE}
+const FAILURE = `${ARGUMENTS}${PRELUDE}
 -- No hash (it expired, was evicted or flushed): the call's generation was another epoch's, and the new circuit is closed.
-if (s.epoch ~= '' and s.gen ~= tonumber(ARGV[3])) or s.phase ~= 'closed' then return encode(0, 0) end
+if (s.epoch ~= '' and s.gen ~= tonumber(args.generation)) or s.phase ~= 'closed' then return encode(false, false) end
 s.fail = s.fail + 1
-cause(ARGV[9], ARGV[10])
-local hold = tonumber(ARGV[8])
-local changed = 0
-local rateTrips = windowTrips(tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), true)
-if ARGV[7] == '1' or hold or s.fail >= tonumber(ARGV[4]) or rateTrips then
-  open(tonumber(ARGV[5]), hold, tonumber(ARGV[6]))
-  changed = 1
+cause(args.cause)
+local hold = tonumber(args.holdOpenMs)
+local changed = false
+local rateTrips = windowTrips(tonumber(args.failureRate), tonumber(args.windowMs), tonumber(args.minCalls), true)
+if args.opensAtOnce or hold or s.fail >= tonumber(args.failureThreshold) or rateTrips then
+  open(tonumber(args.resetTimeoutMs), hold, tonumber(args.maxOpenMs))
+  changed = true
 end
 save()
-return encode(changed, 0)`;
+return encode(changed, false)`;
 
 /**
- * A call admitted while closed succeeded: the failures in a row start again from 0, and with the failure-rate policy
- * on it is one call of the window. ARGV: 3 its generation, 4-5 the failure-rate policy (rate, 0 = off; window ms).
- * The common case without the policy, no failure to forget, reads one field and replies '' (nothing changed); a
- * success that only counts in the window replies '' too (the window is not mirrored).
+ * A call admitted while closed succeeded (SuccessArguments): the failures in a row start again from 0, and with the
+ * failure-rate policy on it is one call of the window. The common case without the policy, no failure to forget,
+ * reads one field and replies '' (nothing changed); a success that only counts in the window replies '' too (the
+ * window is not mirrored).
  */
-const SUCCESS = `if tonumber(ARGV[4]) <= 0 and (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
+const SUCCESS = `${ARGUMENTS}
+if tonumber(args.failureRate) <= 0 and (tonumber(redis.call('HGET', KEYS[1], 'fail')) or 0) == 0 then return '' end
 ${PRELUDE}
 -- No hash yet (no failure so far) is generation 0: the window counts from the first call. A success from an earlier
 -- generation changes nothing but, when there are failures to show, replies the state so a lagging mirror catches up.
-if s.gen ~= tonumber(ARGV[3]) or s.phase ~= 'closed' then
-  if s.fail > 0 then return encode(0, 0) end
+if s.gen ~= tonumber(args.generation) or s.phase ~= 'closed' then
+  if s.fail > 0 then return encode(false, false) end
   return ''
 end
-windowTrips(tonumber(ARGV[4]), tonumber(ARGV[5]), 0, false)
+windowTrips(tonumber(args.failureRate), tonumber(args.windowMs), 0, false)
 if s.fail == 0 then return '' end
 s.fail = 0
 save()
-return encode(0, 0)`;
+return encode(false, false)`;
 
 /**
- * Asks for the half-open trial. ARGV: 3 the lease's token, 4 how long it holds (ms). An open circuit whose period
- * has passed turns half-open; a half-open one grants the lease to the first asker, and again only once the lease
- * expired (its owner died or hangs), so exactly one trial runs at a time in the whole fleet.
+ * Asks for the half-open trial (AcquireArguments). An open circuit whose period has passed turns half-open; a
+ * half-open one grants the lease to the first asker, and again only once the lease expired (its owner died or
+ * hangs), so exactly one trial runs at a time in the whole fleet.
  */
-const ACQUIRE = `${PRELUDE}
-local changed, granted = 0, 0
+const ACQUIRE = `${ARGUMENTS}${PRELUDE}
+local changed, granted = false, false
 if s.phase == 'open' and now >= s.openUntil then
   s.phase = 'half_open'
   s.gen = s.gen + 1
   s.lease = ''
   s.leaseUntil = 0
-  changed = 1
+  changed = true
 end
 if s.phase == 'half_open' and (s.lease == '' or now >= s.leaseUntil) then
-  s.lease = ARGV[3]
-  s.leaseUntil = now + tonumber(ARGV[4])
-  granted = 1
+  s.lease = args.token
+  s.leaseUntil = now + tonumber(args.leaseMs)
+  granted = true
 end
-if changed == 1 or granted == 1 then save() end
+if changed or granted then save() end
 return encode(changed, granted)`;
 
 /**
- * The trial's outcome. ARGV: 3 the generation, 4 the lease's token, 5 the outcome (success, rejected, abandoned or
- * failure), 6 the reset period, 7 the longest open period, 8 the backoff, 9 a random number in [0, 1) for the
- * jitter, 10 the wait hint (ms, or empty), 11-12 the cause. Success (or a rejected request: the upstream answered)
- * closes; failure re-opens for the backed-off period; abandoned frees the lease. The lease's holder decides. Also
- * heard: a trial whose lease ran out and went to another replica (a long stream) that ended with the upstream
- * answering, which closes it; and a lease whose grant never reached its asker (the reply missed its deadline),
- * released by its token alone (generation -1).
+ * The trial's outcome (TrialArguments). Success (or a rejected request: the upstream answered) closes; failure
+ * re-opens for the backed-off period; abandoned frees the lease. The lease's holder decides. Also heard: a trial
+ * whose lease ran out and went to another replica (a long stream) that ended with the upstream answering, which
+ * closes it; and a lease whose grant never reached its asker (the reply missed its deadline), released by its token
+ * alone (generation -1).
  */
-const TRIAL = `${PRELUDE}
-local outcome = ARGV[5]
-local holder = s.lease == ARGV[4]
-local current = s.gen == tonumber(ARGV[3])
+const TRIAL = `${ARGUMENTS}${PRELUDE}
+local outcome = args.outcome
+local holder = s.lease == args.token
+local current = s.gen == tonumber(args.generation)
 local answered = outcome == 'success' or outcome == 'rejected'
 if s.phase ~= 'half_open' or not ((holder and (current or outcome == 'abandoned')) or (answered and current)) then
-  return encode(0, 0)
+  return encode(false, false)
 end
-local changed = 1
+local changed = true
 if outcome == 'abandoned' then
   s.lease = ''
   s.leaseUntil = 0
-  changed = 0
+  changed = false
 elseif outcome == 'failure' then
   s.fail = s.fail + 1
   s.trials = s.trials + 1
-  cause(ARGV[11], ARGV[12])
-  local reset, maxOpen, backoff, random = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+  cause(args.cause)
+  local reset, maxOpen = tonumber(args.resetTimeoutMs), tonumber(args.maxOpenMs)
+  local backoff, random = tonumber(args.resetBackoff), tonumber(args.random)
   local period = reset
   if backoff > 1 then
     local grown = reset * backoff ^ s.trials
@@ -218,7 +242,7 @@ elseif outcome == 'failure' then
       period = math.min(maxOpen, grown * (0.9 + 0.2 * random))
     end
   end
-  open(period, tonumber(ARGV[10]), maxOpen)
+  open(period, tonumber(args.holdOpenMs), maxOpen)
 else
   s.phase = 'closed'
   s.gen = s.gen + 1
@@ -230,44 +254,41 @@ else
   s.leaseUntil = 0
 end
 save()
-return encode(changed, 0)`;
+return encode(changed, false)`;
 
 /**
- * The trial's holder keeps its lease while the call runs (a long stream): ARGV 3 the generation, 4 the lease's token,
- * 5 how long it holds from now (ms). Only the holder's lease, in its generation, while half-open and before it ran
- * out; otherwise nothing changes (the trial ended, or its lease ran out, perhaps to another replica) and the reply
- * says not granted.
+ * The trial's holder keeps its lease while the call runs (RenewArguments). Only the holder's lease, in its
+ * generation, while half-open and before it ran out; otherwise nothing changes (the trial ended, or its lease ran
+ * out, perhaps to another replica) and the reply says not granted.
  */
-const RENEW = `${PRELUDE}
-if s.phase ~= 'half_open' or s.lease ~= ARGV[4] or s.gen ~= tonumber(ARGV[3]) or now >= s.leaseUntil then
-  return encode(0, 0)
+const RENEW = `${ARGUMENTS}${PRELUDE}
+if s.phase ~= 'half_open' or s.lease ~= args.token or s.gen ~= tonumber(args.generation) or now >= s.leaseUntil then
+  return encode(false, false)
 end
-s.leaseUntil = now + tonumber(ARGV[5])
+s.leaseUntil = now + tonumber(args.leaseMs)
 save()
-return encode(0, 1)`;
+return encode(false, true)`;
 
 /**
- * A replica joins (at start, or when Redis is back). ARGV: 3 what its own circuit says: '0' nothing, '1' it opened on
- * its own (the model failed while Redis was away), '2' it is open as it last saw the fleet's; 4 how long it has still
- * to stay open (ms), 5 the longest open period, 6 the epoch it last saw. A closed fleet circuit is opened by a
- * replica that saw the model fail meanwhile (the fleet's state predates the outage), or by one that saw it open when
- * the fleet's state has been lost since (a new epoch: Redis restarted empty, the hash expired or was evicted); one
- * the fleet closed meanwhile (same epoch) stands. Either way the reply is the state to follow.
+ * A replica joins (JoinArguments). A closed fleet circuit is opened by a replica that saw the model fail meanwhile
+ * (the fleet's state predates the outage), or by one that saw it open when the fleet's state has been lost since (a
+ * new epoch: Redis restarted empty, the hash expired or was evicted); one the fleet closed meanwhile (same epoch)
+ * stands. Either way the reply is the state to follow.
  */
-const JOIN = `${PRELUDE}
-local lost = ARGV[3] == '2' and s.epoch ~= ARGV[6]
-if s.phase == 'closed' and (ARGV[3] == '1' or lost) then
-  open(tonumber(ARGV[4]), 0, tonumber(ARGV[5]))
+const JOIN = `${ARGUMENTS}${PRELUDE}
+local lost = args.own == 'seeded' and s.epoch ~= args.epoch
+if s.phase == 'closed' and (args.own == 'opened' or lost) then
+  open(tonumber(args.openForMs), 0, tonumber(args.maxOpenMs))
   save()
-  return encode(1, 0)
+  return encode(true, false)
 end
-return encode(0, 0)`;
+return encode(false, false)`;
 
 export const CIRCUIT_SCRIPTS = {
-  failure: redisScript('failure', FAILURE),
-  success: redisScript('success', SUCCESS),
-  acquire: redisScript('acquire', ACQUIRE),
-  trial: redisScript('trial', TRIAL),
-  renew: redisScript('renew', RENEW),
-  join: redisScript('join', JOIN),
+  failure: circuitScript<FailureArguments>(redisScript('failure', FAILURE)),
+  success: circuitScript<SuccessArguments>(redisScript('success', SUCCESS)),
+  acquire: circuitScript<AcquireArguments>(redisScript('acquire', ACQUIRE)),
+  trial: circuitScript<TrialArguments>(redisScript('trial', TRIAL)),
+  renew: circuitScript<RenewArguments>(redisScript('renew', RENEW)),
+  join: circuitScript<JoinArguments>(redisScript('join', JOIN)),
 } as const;

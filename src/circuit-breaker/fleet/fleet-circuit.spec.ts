@@ -1,9 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
-import type { RedisScript } from '../../redis/redis-script.js';
 import type { CallOutcome, CircuitPolicy, CircuitState, Ticket } from '../circuit-state.js';
+import type { CircuitScript, FleetState } from './circuit-codec.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
-import { type FleetState, parseFleetState } from './fleet-state.js';
 
 // FleetCircuit's own decisions, with the link to Redis played by a script: what it does when Redis fails or is slow,
 // what it follows, what it seeds its own circuit with. The scripts themselves run on a real Redis in
@@ -46,7 +45,7 @@ function fleetState(overrides: Partial<FleetState> = {}): FleetState {
 /** A link whose next replies are given by the test: a state, undefined (nothing changed), or an error. */
 class ScriptedLink implements FleetLink {
   readonly replicaId = 'me';
-  readonly calls: Array<{ script: string; args: readonly string[] }> = [];
+  readonly calls: Array<{ script: string; args: object }> = [];
   private readonly replies: Array<FleetState | undefined | Error> = [];
 
   localNow(): number {
@@ -58,7 +57,7 @@ class ScriptedLink implements FleetLink {
     return this;
   }
 
-  run(script: RedisScript, _breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+  run<A extends object>(script: CircuitScript<A>, _breaker: string, args: NoInfer<A>): Promise<FleetState | undefined> {
     this.calls.push({ script: script.name, args });
     const reply = this.replies.shift();
     return reply instanceof Error ? Promise.reject(reply) : Promise.resolve(reply);
@@ -164,8 +163,8 @@ describe('FleetCircuit', () => {
       link.reply(leased(3), leased(4));
       await jest.advanceTimersByTimeAsync(1000);
       expect(renewals(link)).toEqual([
-        { script: 'renew', args: ['3', ticket.token, '2000'] },
-        { script: 'renew', args: ['3', ticket.token, '2000'] },
+        { script: 'renew', args: { generation: 3, token: ticket.token, leaseMs: 2000 } },
+        { script: 'renew', args: { generation: 3, token: ticket.token, leaseMs: 2000 } },
       ]);
       link.reply(fleetState({ version: 5, generation: 4, by: 'me', changed: true }));
       await circuit.settle(ticket, { kind: 'success' }, NOW);
@@ -210,7 +209,7 @@ describe('FleetCircuit', () => {
       await jest.advanceTimersByTimeAsync(5000);
       expect(link.calls.slice(-2)).toEqual([
         expect.objectContaining({ script: 'join' }),
-        { script: 'trial', args: ['-1', ticket.token, 'abandoned', '0', '0', '1', '0', '', '', '0'] },
+        { script: 'trial', args: { generation: -1, token: ticket.token, outcome: 'abandoned' } },
       ]);
       expect(renewals(link)).toHaveLength(1);
     });
@@ -245,13 +244,15 @@ describe('FleetCircuit', () => {
       // The scripted acquire is not in `calls`; its token is this replica's first lease.
       const token = 'me:1';
       expect(link.calls.map((c) => c.script)).toEqual(['join', 'trial']);
-      expect(link.calls[1]?.args).toEqual(['-1', token, 'abandoned', '0', '0', '1', '0', '', '', '0']);
+      const release = { script: 'trial', args: { generation: -1, token, outcome: 'abandoned' } };
+      expect(link.calls[1]).toEqual(release);
       // Back in the fleet, a lease Redis did not take back is given back again.
       link.reply(fleetState({ version: 3, phase: 'half_open', generation: 2 }), undefined);
       expect(await circuit.join()).toBe(true);
-      expect(link.calls.slice(2).map((c) => `${c.script} ${c.args[1] ?? ''}`)).toEqual(
-        releaseFails ? ['join 0', `trial ${token}`] : ['join 0'],
-      );
+      expect(link.calls.slice(2)).toEqual([
+        { script: 'join', args: expect.objectContaining({ openForMs: 0 }) },
+        ...(releaseFails ? [release] : []),
+      ]);
     }
   });
 
@@ -307,38 +308,5 @@ describe('FleetCircuit', () => {
     await circuit.flush();
     expect(link.calls.map((call) => call.script)).toEqual(['join', 'success']);
     expect(circuit.scope).toBe('fleet');
-  });
-});
-
-describe('parseFleetState', () => {
-  const encoded = '3|2|open|5|1|1000|2000|1|2500|me|http|503|900|1500|1|0|1000-me';
-
-  it('decodes what the scripts return and publish', () => {
-    expect(parseFleetState(encoded)).toEqual({
-      version: 3,
-      generation: 2,
-      phase: 'open',
-      failures: 5,
-      failedTrials: 1,
-      openedAt: 1000,
-      openUntil: 2000,
-      leased: true,
-      leaseUntil: 2500,
-      by: 'me',
-      cause: { kind: 'http', status: 503, at: 900 },
-      now: 1500,
-      changed: true,
-      granted: false,
-      epoch: '1000-me',
-    });
-    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me|timeout|0|900|1500|0|0|e').cause).toEqual({ kind: 'timeout', at: 900 });
-    expect(parseFleetState('1|0|closed|0|0|0|0|0|0|me||0|0|1500|0|0|').cause).toBeUndefined();
-  });
-
-  it('refuses anything else', () => {
-    expect(() => parseFleetState(42)).toThrow('unexpected circuit reply: number');
-    expect(() => parseFleetState('1|2|3')).toThrow('unexpected circuit reply');
-    expect(() => parseFleetState(encoded.replace('open', 'ajar'))).toThrow('unexpected circuit reply');
-    expect(() => parseFleetState(encoded.replace('|2000|', '|soon|'))).toThrow('unexpected circuit reply');
   });
 });

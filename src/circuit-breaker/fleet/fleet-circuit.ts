@@ -1,5 +1,4 @@
 import { Logger } from '@nestjs/common';
-import type { RedisScript } from '../../redis/redis-script.js';
 import { errorMessage } from '../../logging/error-message.js';
 import {
   type CallOutcome,
@@ -14,8 +13,8 @@ import {
   type TransitionListener,
 } from '../circuit-state.js';
 import { toWallClock } from '../monotonic-clock.js';
+import type { CircuitScript, FleetState, ScriptCause, TrialArguments } from './circuit-codec.js';
 import { CIRCUIT_SCRIPTS } from './circuit-scripts.js';
-import type { FleetState } from './fleet-state.js';
 
 /** What a fleet circuit needs from the store that links it to Redis (SharedCircuitStore). */
 export interface FleetLink {
@@ -24,10 +23,10 @@ export interface FleetLink {
   /** This replica's clock, the one its breaker passes (monotonic: monotonic-clock.ts), unless a test drives time. */
   localNow(): number;
   /**
-   * Runs one of the circuit's scripts on Redis (within a deadline): the state it left, or undefined when it changed
-   * nothing and said so with an empty reply. Rejects on any Redis trouble.
+   * Runs one of the circuit's scripts on Redis (within a deadline) with its named arguments: the state it left, or
+   * undefined when it changed nothing and said so with an empty reply. Rejects on any Redis trouble or a bad reply.
    */
-  run(script: RedisScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined>;
+  run<A extends object>(script: CircuitScript<A>, breaker: string, args: NoInfer<A>): Promise<FleetState | undefined>;
 }
 
 export interface FleetCircuitPolicy extends CircuitPolicy {
@@ -40,8 +39,6 @@ export interface FleetCircuitPolicy extends CircuitPolicy {
   leaseRenewMs: number;
 }
 
-const TRIAL_ABANDONED = 'abandoned';
-
 /** A ticket the fleet issued; `token` is the trial's lease. */
 interface FleetTicket extends Ticket {
   readonly fleet: true;
@@ -49,7 +46,10 @@ interface FleetTicket extends Ticket {
 }
 
 /** The trial script's arguments that free a lease by its token alone (generation -1), whatever it was granted for. */
-const releaseArguments = (token: string): string[] => ['-1', token, TRIAL_ABANDONED, '0', '0', '1', '0', '', '', '0'];
+const releaseArguments = (token: string): TrialArguments => ({ generation: -1, token, outcome: 'abandoned' });
+
+/** A failure's cause as the scripts take it: its time is Redis' clock when recorded. */
+const scriptCause = ({ kind, status }: FailureCause): ScriptCause => ({ kind, status });
 
 const isFleetTicket = (ticket: Ticket): ticket is FleetTicket => (ticket as Partial<FleetTicket>).fleet === true;
 
@@ -168,41 +168,38 @@ export class FleetCircuit implements Circuit {
     // A call the fleet admitted that ends while this replica is out of the fleet counts nowhere.
     if (!this.joined) return;
     const { generation } = ticket;
+    const { failureThreshold, resetTimeoutMs, maxOpenMs, resetBackoff, failureRate, windowMs, minCalls } = this.policy;
     if (ticket.trial) {
-      const failure = outcome.kind === 'failure' ? outcome : undefined;
-      const { resetTimeoutMs, maxOpenMs, resetBackoff } = this.policy;
-      return this.report(CIRCUIT_SCRIPTS.trial, [
-        String(generation),
-        ticket.token!,
-        outcome.kind,
-        String(resetTimeoutMs),
-        String(maxOpenMs),
-        String(resetBackoff),
-        String(this.random()),
-        failure?.holdOpenMs === undefined ? '' : String(failure.holdOpenMs),
-        failure?.cause.kind ?? '',
-        String(failure?.cause.status ?? 0),
-      ]);
+      const trial = { generation, token: ticket.token! };
+      if (outcome.kind !== 'failure') return this.report(CIRCUIT_SCRIPTS.trial, { ...trial, outcome: outcome.kind });
+      return this.report(CIRCUIT_SCRIPTS.trial, {
+        ...trial,
+        outcome: 'failure',
+        resetTimeoutMs,
+        maxOpenMs,
+        resetBackoff,
+        random: this.random(),
+        holdOpenMs: outcome.holdOpenMs,
+        cause: scriptCause(outcome.cause),
+      });
     } else if (outcome.kind === 'failure') {
-      const { failureThreshold, resetTimeoutMs, maxOpenMs, failureRate, windowMs, minCalls } = this.policy;
-      return this.report(CIRCUIT_SCRIPTS.failure, [
-        String(generation),
-        String(failureThreshold),
-        String(resetTimeoutMs),
-        String(maxOpenMs),
-        outcome.opensAtOnce ? '1' : '0',
-        outcome.holdOpenMs === undefined ? '' : String(outcome.holdOpenMs),
-        outcome.cause.kind,
-        String(outcome.cause.status ?? 0),
-        String(failureRate),
-        String(windowMs),
-        String(minCalls),
-      ]);
+      return this.report(CIRCUIT_SCRIPTS.failure, {
+        generation,
+        failureThreshold,
+        resetTimeoutMs,
+        maxOpenMs,
+        opensAtOnce: outcome.opensAtOnce === true,
+        holdOpenMs: outcome.holdOpenMs,
+        cause: scriptCause(outcome.cause),
+        failureRate,
+        windowMs,
+        minCalls,
+      });
     } else if (outcome.kind === 'success') {
       // Every success is told, not only those after a failure this replica has heard of: a failure another replica
       // (or this one) reported a moment ago may not have reached this mirror yet, and the run it started must end
       // here. Off the request's path; Redis reads one field when there is no run to end.
-      void this.report(CIRCUIT_SCRIPTS.success, [String(generation), String(this.policy.failureRate), String(this.policy.windowMs)]);
+      void this.report(CIRCUIT_SCRIPTS.success, { generation, failureRate, windowMs });
     }
   }
 
@@ -241,15 +238,15 @@ export class FleetCircuit implements Circuit {
     const ownState = this.local.state(now);
     // A circuit that opened on its own (the model failed while Redis was away, also for a replica that started then)
     // re-opens a closed fleet circuit; one only seeded open from the fleet does so only if the fleet lost its state.
-    const says = ownState === 'closed' ? '0' : this.openedOnItsOwn ? '1' : '2';
+    const own = ownState === 'closed' ? 'closed' : this.openedOnItsOwn ? 'opened' : 'seeded';
     const ownLeft = Math.max(0, (this.local.openWindow(now)?.nextAttemptAt ?? now) - now);
     try {
-      const state = await this.ask(CIRCUIT_SCRIPTS.join, [
-        says,
-        String(Math.round(ownLeft)),
-        String(this.policy.maxOpenMs),
-        this.mirror?.epoch ?? '',
-      ]);
+      const state = await this.ask(CIRCUIT_SCRIPTS.join, {
+        own,
+        openForMs: Math.round(ownLeft),
+        maxOpenMs: this.policy.maxOpenMs,
+        epoch: this.mirror?.epoch ?? '',
+      });
       if (this.stopped) return false;
       this.offset = state.now - this.link.localNow();
       // Taken whatever its version: a Redis that restarted empty counts versions from 0 again.
@@ -289,7 +286,7 @@ export class FleetCircuit implements Circuit {
     this.acquiring = true;
     const token = `${this.link.replicaId}:${++this.leases}`;
     try {
-      const state = await this.ask(CIRCUIT_SCRIPTS.acquire, [token, String(this.policy.leaseMs)]);
+      const state = await this.ask(CIRCUIT_SCRIPTS.acquire, { token, leaseMs: this.policy.leaseMs });
       this.follow(state);
       if (!state.granted) return undefined;
       if (!this.joined) {
@@ -321,7 +318,7 @@ export class FleetCircuit implements Circuit {
       // Out of the fleet (Redis away) nothing is renewed; back in, the script renews only a lease still this trial's
       // and not yet run out. Once it is not (the lease ran out, went elsewhere, or the trial ended), renewing stops.
       if (!this.joined) return;
-      void this.report(CIRCUIT_SCRIPTS.renew, [String(ticket.generation), ticket.token!, String(leaseMs)], (state) => {
+      void this.report(CIRCUIT_SCRIPTS.renew, { generation: ticket.generation, token: ticket.token!, leaseMs }, (state) => {
         if (!state.granted && this.heldTrial === ticket) this.release();
       });
     }, leaseRenewMs).unref();
@@ -345,14 +342,14 @@ export class FleetCircuit implements Circuit {
   }
 
   /** A script that always replies with the state. */
-  private async ask(script: RedisScript, args: string[]): Promise<FleetState> {
+  private async ask<A extends object>(script: CircuitScript<A>, args: NoInfer<A>): Promise<FleetState> {
     const state = await this.link.run(script, this.breaker, args);
     if (!state) throw new Error(`the circuit's ${script.name} script replied nothing`);
     return state;
   }
 
   /** Tells the fleet an outcome; the promise resolves once the reply is followed (or Redis failed), never rejects. */
-  private report(script: RedisScript, args: string[], onReply?: (state: FleetState) => void): Promise<void> {
+  private report<A extends object>(script: CircuitScript<A>, args: NoInfer<A>, onReply?: (state: FleetState) => void): Promise<void> {
     const reported = this.link.run(script, this.breaker, args).then(
       (state) => {
         if (!state) return;

@@ -10,16 +10,16 @@ import {
 } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { RedisConnection, type RedisClient } from '../../redis/redis-connection.js';
-import { type RedisScript, runScript } from '../../redis/redis-script.js';
+import { runScript } from '../../redis/redis-script.js';
 import { withinDeadline } from '../../common/deadline.js';
 import { circuitBreakerConfig } from '../../config/circuit-breaker.config.js';
 import { errorMessage } from '../../logging/error-message.js';
 import { CIRCUIT_CLOCK } from '../circuit-breaker.constants.js';
 import type { CircuitPolicy, TransitionListener } from '../circuit-state.js';
 import { monotonicNow } from '../monotonic-clock.js';
+import { type CircuitScript, type FleetState, parseFleetState, parseReply } from './circuit-codec.js';
 import { circuitChannel, circuitKey } from './circuit-scripts.js';
 import { FleetCircuit, type FleetLink } from './fleet-circuit.js';
-import { type FleetState, parseFleetState } from './fleet-state.js';
 
 /** A script slower than this counts as Redis unavailable: the replica carries on with its own circuit. */
 const SCRIPT_DEADLINE_MS = 500;
@@ -94,15 +94,16 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     return circuit;
   }
 
-  async run(script: RedisScript, breaker: string, args: readonly string[]): Promise<FleetState | undefined> {
+  async run<A extends object>(script: CircuitScript<A>, breaker: string, args: NoInfer<A>): Promise<FleetState | undefined> {
     const client = this.redis.client;
     // The connection reports the cause (once per outage); here it is only why the circuit is this replica's own.
     if (!client || !this.redis.isReady) throw new Error('Redis is unavailable');
-    const options = { keys: [circuitKey(breaker), circuitChannel(breaker)], arguments: [this.clockArgument(), this.replicaId, ...args] };
+    const encoded = script.encode({ now: this.scriptClock(), by: this.replicaId }, args);
+    const options = { keys: [circuitKey(breaker), circuitChannel(breaker)], arguments: [encoded] };
     const reply = await withinDeadline(runScript(client, script, options), SCRIPT_DEADLINE_MS, (why): never => {
       throw new Error(`the circuit's ${script.name} script failed: ${why}`);
     });
-    return reply === '' ? undefined : parseFleetState(reply);
+    return parseReply(reply);
   }
 
   async onModuleInit(): Promise<void> {
@@ -187,9 +188,9 @@ export class SharedCircuitStore implements FleetLink, OnModuleInit, OnApplicatio
     for (const circuit of this.circuits.values()) circuit.leave(why);
   }
 
-  /** Empty: the scripts read Redis' clock. A test that drives time passes its own. */
-  private clockArgument(): string {
-    return this.clock === monotonicNow ? '' : String(this.clock());
+  /** Undefined: the scripts read Redis' clock. A test that drives time passes its own. */
+  private scriptClock(): number | undefined {
+    return this.clock === monotonicNow ? undefined : this.clock();
   }
 }
 
