@@ -4,7 +4,8 @@ import type { ConfigType } from '@nestjs/config';
 import { createClient } from 'redis';
 import { RedisConnection } from '../src/redis/redis-connection.js';
 import type { CircuitPolicy, CircuitState, Ticket } from '../src/circuit-breaker/circuit-state.js';
-import { CIRCUIT_KEY_PREFIX, CIRCUIT_SCRIPTS, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
+import { parseFleetState } from '../src/circuit-breaker/fleet/circuit-codec.js';
+import { CIRCUIT_KEY_PREFIX, CIRCUIT_SCRIPTS, circuitChannel, circuitKey } from '../src/circuit-breaker/fleet/circuit-scripts.js';
 import type { FleetCircuit } from '../src/circuit-breaker/fleet/fleet-circuit.js';
 import { SharedCircuitStore } from '../src/circuit-breaker/fleet/shared-circuit-store.js';
 import type { cacheConfig } from '../src/config/cache.config.js';
@@ -345,6 +346,73 @@ describe('The fleet circuit on a real Redis', () => {
       expect(await eventually(() => [before, after].every((r) => r.circuit.state(clock.now) === 'open'))).toBe(true);
     } finally {
       await Promise.all([before, after].map((r) => r.close()));
+    }
+  });
+
+  it('replies and publishes, as named fields, the state the hash holds: epoch milliseconds exact, ids as strings', async () => {
+    const policy = { failureThreshold: 2, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
+    const replica = await startReplica(redisServer.url, policy);
+    const listener = admin.duplicate();
+    const messages: string[] = [];
+    try {
+      await listener.connect();
+      await listener.subscribe(circuitChannel(BREAKER), (message) => messages.push(message));
+      clock.now = START + 123;
+      const failure = {
+        generation: 0,
+        failureThreshold: 2,
+        resetTimeoutMs: 30_000,
+        maxOpenMs: 300_000,
+        opensAtOnce: false,
+        cause: { kind: 'http', status: 503 },
+        ...NO_FAILURE_RATE,
+      };
+      const counted = await replica.store.run(CIRCUIT_SCRIPTS.failure, BREAKER, failure);
+      const { replicaId } = replica.store;
+      expect(counted).toEqual({
+        epoch: `${START + 123}-${replicaId}`,
+        version: 1,
+        generation: 0,
+        phase: 'closed',
+        failures: 1,
+        failedTrials: 0,
+        openedAt: 0,
+        openUntil: 0,
+        leased: false,
+        leaseUntil: 0,
+        by: replicaId,
+        cause: { kind: 'http', status: 503, at: START + 123 },
+        now: START + 123,
+        changed: false,
+        granted: false,
+      });
+      clock.now += 1;
+      const opened = await replica.store.run(CIRCUIT_SCRIPTS.failure, BREAKER, { ...failure, cause: { kind: 'timeout' } });
+      expect(opened).toMatchObject({ version: 2, generation: 1, phase: 'open', openedAt: START + 124, openUntil: START + 30_124 });
+      expect(opened).toMatchObject({ cause: { kind: 'timeout', at: START + 124 }, changed: true });
+      const stored = await admin.hGetAll(circuitKey(BREAKER));
+      expect(stored).toMatchObject({ ver: '2', gen: '1', phase: 'open', openedAt: String(START + 124), openUntil: String(START + 30_124) });
+      expect(stored).toMatchObject({ epoch: opened!.epoch, by: replicaId, causeKind: 'timeout', causeStatus: '0' });
+      // The channel carries each change as the script's reply has it, less what only the caller is told.
+      expect(await eventually(() => messages.length === 2)).toBe(true);
+      expect(messages.map((message) => parseFleetState(message))).toEqual([counted, { ...opened, changed: false }]);
+    } finally {
+      await listener.disconnect().catch(() => undefined);
+      await replica.close();
+    }
+  });
+
+  it('holds the circuit open for the longest open period on a wait hint too long for a number (as JSON cannot send it)', async () => {
+    const policy = { failureThreshold: 5, resetTimeoutMs: 30_000, maxOpenMs: 300_000, resetBackoff: 1, ...NO_FAILURE_RATE };
+    const replica = await startReplica(redisServer.url, policy);
+    try {
+      const ticket = await replica.circuit.admit(clock.now);
+      const outcome = { kind: 'failure', cause: { kind: 'http', status: 429, at: clock.now }, holdOpenMs: Infinity } as const;
+      await replica.circuit.settle(ticket!, outcome, clock.now);
+      expect(replica.circuit.scope).toBe('fleet');
+      expect(replica.circuit.openWindow(clock.now)).toEqual({ openedAt: clock.now, nextAttemptAt: clock.now + 300_000 });
+    } finally {
+      await replica.close();
     }
   });
 
