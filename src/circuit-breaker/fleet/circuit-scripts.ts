@@ -74,7 +74,9 @@ local function encode(changed, granted)
     leaseUntil = s.leaseUntil, by = s.by, cause = cause, now = now, changed = changed, granted = granted})
 end
 
-local function save()
+-- Saves the state (version + 1) and publishes it; returns the caller's reply: the message itself, unless the caller
+-- is told more (it changed the state or was granted the lease), so the common case encodes once.
+local function save(changed, granted)
   if s.epoch == '' then s.epoch = now .. '-' .. by end
   s.ver = s.ver + 1
   s.by = by
@@ -86,7 +88,10 @@ local function save()
   redis.call('HSET', key, unpack(values))
   -- Forgotten a day after its last change: long past any open period, and a closed circuit is the default.
   redis.call('PEXPIRE', key, 86400000)
-  redis.call('PUBLISH', channel, encode(false, false))
+  local message = encode(false, false)
+  redis.call('PUBLISH', channel, message)
+  if changed or granted then return encode(changed, granted) end
+  return message
 end
 
 -- Counts a call of the current generation that ended now in the failure-rate window: ten buckets of a tenth of
@@ -161,8 +166,7 @@ if args.opensAtOnce or hold or s.fail >= tonumber(args.failureThreshold) or rate
   open(tonumber(args.resetTimeoutMs), hold, tonumber(args.maxOpenMs))
   changed = true
 end
-save()
-return encode(changed, false)`;
+return save(changed, false)`;
 
 /**
  * A call admitted while closed succeeded (SuccessArguments): the failures in a row start again from 0, and with the
@@ -182,8 +186,7 @@ end
 windowTrips(tonumber(args.failureRate), tonumber(args.windowMs), 0, false)
 if s.fail == 0 then return '' end
 s.fail = 0
-save()
-return encode(false, false)`;
+return save(false, false)`;
 
 /**
  * Asks for the half-open trial (AcquireArguments). An open circuit whose period has passed turns half-open; a
@@ -204,8 +207,8 @@ if s.phase == 'half_open' and (s.lease == '' or now >= s.leaseUntil) then
   s.leaseUntil = now + tonumber(args.leaseMs)
   granted = true
 end
-if changed or granted then save() end
-return encode(changed, granted)`;
+if changed or granted then return save(changed, granted) end
+return encode(false, false)`;
 
 /**
  * The trial's outcome (TrialArguments). Success (or a rejected request: the upstream answered) closes; failure
@@ -253,8 +256,7 @@ else
   s.lease = ''
   s.leaseUntil = 0
 end
-save()
-return encode(changed, false)`;
+return save(changed, false)`;
 
 /**
  * The trial's holder keeps its lease while the call runs (RenewArguments). Only the holder's lease, in its
@@ -266,8 +268,7 @@ if s.phase ~= 'half_open' or s.lease ~= args.token or s.gen ~= tonumber(args.gen
   return encode(false, false)
 end
 s.leaseUntil = now + tonumber(args.leaseMs)
-save()
-return encode(false, true)`;
+return save(false, true)`;
 
 /**
  * A replica joins (JoinArguments). A closed fleet circuit is opened by a replica that saw the model fail meanwhile
@@ -279,8 +280,7 @@ const JOIN = `${ARGUMENTS}${PRELUDE}
 local lost = args.own == 'seeded' and s.epoch ~= args.epoch
 if s.phase == 'closed' and (args.own == 'opened' or lost) then
   open(tonumber(args.openForMs), 0, tonumber(args.maxOpenMs))
-  save()
-  return encode(true, false)
+  return save(true, false)
 end
 return encode(false, false)`;
 
