@@ -133,10 +133,10 @@ export class AssistantService {
       return;
     }
 
-    if (!hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
     const pieces = asked.pieces;
     let text = '';
     try {
+      if (!hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
       for (;;) {
         let read: IteratorResult<string>;
         try {

@@ -55,15 +55,17 @@ class Attempt {
     readonly target: ModelTarget,
     call: (signal: AbortSignal | undefined) => Promise<AsyncIterableIterator<string> | string>,
     private readonly callerSignal: AbortSignal | undefined,
-    leftMs: number,
+    /** Undefined for the request's first call: its breaker's time-out is never longer than the deadline. */
+    leftMs: number | undefined,
     hedging: boolean,
   ) {
     // The breaker's own time-out comes first (and counts) unless less than it is left of the deadline.
-    const cutByDeadline = leftMs < target.timeoutMs;
+    const cutByDeadline = leftMs !== undefined && leftMs < target.timeoutMs;
     if (cutByDeadline || hedging) {
       const controller = (this.controller = new AbortController());
       this.forwardCallerAbort = () => controller.abort(callerSignal?.reason);
-      callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
+      if (callerSignal?.aborted) controller.abort(callerSignal.reason);
+      else callerSignal?.addEventListener('abort', this.forwardCallerAbort, { once: true });
       if (cutByDeadline) this.timer = setTimeout(() => this.abandon('deadline'), leftMs);
     }
     this.started = call(this.controller?.signal ?? callerSignal).then(
@@ -111,6 +113,8 @@ export async function askTargets(
   streamed: boolean,
   options: FailoverOptions,
 ): Promise<Asked> {
+  // A caller gone before anything started: no call, nothing to count.
+  if (callerSignal?.aborted) throw abortReason(callerSignal);
   const internallyStreamed = streamed || options.hedgeAfterMs > 0;
   const passed: Array<TargetPassedError | undefined> = [];
   const running = new Set<Attempt>();
@@ -132,13 +136,14 @@ export async function askTargets(
       const call = internallyStreamed
         ? (signal: AbortSignal | undefined) => target.stream(prompt, signal)
         : (signal: AbortSignal | undefined) => target.generate(prompt, signal).then((generation) => generation.text);
-      latest = new Attempt(index, target, call, callerSignal, leftMs, options.hedgeAfterMs > 0);
+      latest = new Attempt(index, target, call, callerSignal, latest === undefined ? undefined : leftMs, options.hedgeAfterMs > 0);
       running.add(latest);
       lastLaunchAt = performance.now();
       return;
     }
   };
-  const inOrder = () => passed.filter((error): error is TargetPassedError => error !== undefined);
+  /** The targets passed over before the one that answered (a later one that failed was only a hedge), in order. */
+  const before = (winner: number) => passed.slice(0, winner).filter((error): error is TargetPassedError => error !== undefined);
 
   launch();
   try {
@@ -152,23 +157,31 @@ export async function askTargets(
       }
       const { attempt } = settled;
       running.delete(attempt);
-      if (callerSignal?.aborted) throw abortReason(callerSignal);
+      if (callerSignal?.aborted) {
+        attempt.end();
+        throw abortReason(callerSignal);
+      }
       if (settled.ok) {
         attempt.answering();
+        const laterHedges: number[] = [];
         for (const loser of running) {
           loser.abandon('hedge_lost');
           // An earlier target that had not started answering was passed over; a later one was only a hedge.
           if (loser.index < attempt.index) pass(loser.index, loser.target.skipped('timeout'));
+          else laterHedges.push(loser.index);
         }
         running.clear();
         const { value } = settled;
+        const answered = { answered: true, model: attempt.target.model, passed: before(attempt.index) } as const;
         if (typeof value === 'string') attempt.end();
-        if (typeof value === 'string') return { answered: true, model: attempt.target.model, text: value, passed: inOrder() };
-        if (streamed) return { answered: true, model: attempt.target.model, pieces: value, passed: inOrder() };
+        if (typeof value === 'string') return { ...answered, text: value };
+        if (streamed) return { ...answered, pieces: value };
         const text = await collect(value, attempt, callerSignal);
         attempt.end();
-        if (typeof text === 'string') return { answered: true, model: attempt.target.model, text, passed: inOrder() };
+        if (typeof text === 'string') return { ...answered, text };
         pass(attempt.index, text);
+        // The winner failed part-way: the later targets it had beaten are asked again, in order.
+        next = Math.min(next, ...laterHedges);
       } else {
         attempt.end();
         const abandoned = attempt.abandoned;
@@ -180,7 +193,7 @@ export async function askTargets(
       // Nothing is running, or the hedge itself passed: the next target, if any is left.
       if (running.size === 0 || attempt === latest) launch();
     }
-    return { answered: false, passed: inOrder() };
+    return { answered: false, passed: before(targets.length) };
   } finally {
     // Left early (the caller went away, or an error): nothing keeps running.
     for (const attempt of running) attempt.abandon('hedge_lost');
@@ -192,7 +205,8 @@ async function collect(pieces: AsyncIterableIterator<string>, attempt: Attempt, 
   let text = '';
   try {
     for await (const piece of pieces) text += piece;
-    return text.trim();
+    // Blank is no answer, as for a JSON call (the target answered, so its breaker does not count it).
+    return text.trim() === '' ? attempt.target.skipped('upstream_error') : text.trim();
   } catch (error) {
     if (callerSignal?.aborted) throw abortReason(callerSignal);
     if (error instanceof TargetPassedError) return error;

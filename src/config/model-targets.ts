@@ -70,6 +70,8 @@ function entryProblem(entry: string): string | undefined {
   const { model, url } = splitEntry(entry);
   if (!MODEL_ID.test(model)) return `"${model}" is not a model id (org/name, optionally :provider)`;
   if (url === undefined) return undefined;
+  // As the HF client reads it: a literal lower-case scheme, nothing around it (else the call goes to the router).
+  if (!/^https?:\/\/\S+$/.test(url)) return `the endpoint of "${model}" must be an http:// or https:// URL`;
   let parsed: URL;
   try {
     parsed = new URL(url);
