@@ -8,7 +8,9 @@ import { targetsOf, validateEnvironment } from './environment.js';
 
 const PROMPT = { system: 's', user: 'u' };
 
-afterEach(() => jest.restoreAllMocks());
+afterEach(() => {
+  jest.restoreAllMocks();
+});
 
 /** Where the client would send a call for the fallback target configured by `entry` (fetch is stubbed: no network). */
 async function urlCalledFor(entry: string): Promise<string> {
