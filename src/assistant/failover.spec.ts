@@ -10,7 +10,7 @@ import { askTargets, type FailoverOptions } from './failover.js';
 // askTargets over real breakers and scripted clients: which target answers, what is passed over and why, what each
 // breaker counts, and that nothing is left running.
 
-type Script = 'ok' | 'fail' | 'reject' | 'hang' | { slowMs: number };
+type Script = 'ok' | 'fail' | 'reject' | 'hang' | { slowMs: number } | { failAfterMs: number };
 
 const PROMPT: ChatPrompt = { system: 's', user: 'u' };
 
@@ -44,7 +44,7 @@ class ScriptedClient {
     const script = this.script;
     if (script === 'fail') throw new ModelCallFailedError('http', 'HTTP 500', 500);
     if (script === 'reject') throw new ModelRequestRejectedError(422, 'Input validation error: prompt too long');
-    const waitMs = script === 'hang' ? undefined : script === 'ok' ? 0 : script.slowMs;
+    const waitMs = script === 'hang' ? undefined : script === 'ok' ? 0 : 'slowMs' in script ? script.slowMs : script.failAfterMs;
     await new Promise<void>((resolve, reject) => {
       const timer = waitMs === undefined ? undefined : setTimeout(resolve, waitMs);
       signal?.addEventListener('abort', () => {
@@ -53,6 +53,7 @@ class ScriptedClient {
         reject(new DOMException('aborted', 'AbortError'));
       });
     });
+    if (typeof script === 'object' && 'failAfterMs' in script) throw new ModelCallFailedError('http', 'HTTP 500', 500);
   }
 }
 
@@ -123,22 +124,31 @@ describe('askTargets', () => {
     expect(asked.passed.map(({ model, reason }) => `${model}:${reason}`)).toEqual(['a:upstream_error', 'b:rejected']);
   });
 
-  it('cuts a call at the deadline when less than its time-out is left: it counts neither way, and no target is left to ask', async () => {
+  it('cuts a later call at the deadline when less than its time-out is left: it counts neither way', async () => {
+    const { targets, clients } = targetsOf('a', 'b');
+    clients[0].script = { failAfterMs: 150 };
+    clients[1].script = 'hang';
+    // a fails after 150 ms; b then has 150 ms of the 300 ms deadline left, less than its breaker's 2 s time-out ...
+    const startedAt = performance.now();
+    const asked = await askTargets(targets, PROMPT, undefined, false, { ...OPTIONS, deadlineMs: 300 });
+    expect(performance.now() - startedAt).toBeLessThan(1_500);
+    // ... so b is cut at the deadline and passed with timeout, counting nothing; a's failure counts.
+    expect(asked.answered).toBe(false);
+    expect(asked.passed.map(({ model, reason }) => `${model}:${reason}`)).toEqual(['a:upstream_error', 'b:timeout']);
+    expect(clients.map((client) => [client.calls, client.aborted])).toEqual([
+      [1, 0],
+      [1, 1],
+    ]);
+    expect(counted(targets[0])).toMatchObject({ failures: 1 });
+    expect(counted(targets[1])).toEqual({ successes: 0, failures: 0, state: 'closed' });
+  });
+
+  it('never cuts the first call: it runs its whole time-out (never longer than the deadline, by config)', async () => {
     const { targets, clients } = targetsOf('a', 'b');
     clients[0].script = { slowMs: 300 };
-    clients[1].script = 'hang';
-    // a would answer after 300 ms; 200 ms are left of the deadline, less than its breaker's 2 s time-out ...
-    const startedAt = performance.now();
     const asked = await askTargets(targets, PROMPT, undefined, false, { ...OPTIONS, deadlineMs: 200 });
-    expect(performance.now() - startedAt).toBeLessThan(1_500);
-    // ... a was cut (200 < its 2 s time-out) and b had nothing left: both passed with timeout, neither counted.
-    expect(asked.answered).toBe(false);
-    expect(asked.passed.map(({ model, reason }) => `${model}:${reason}`)).toEqual(['a:timeout', 'b:timeout']);
-    expect(clients.map((client) => [client.calls, client.aborted])).toEqual([
-      [1, 1],
-      [0, 0],
-    ]);
-    expect(counted(targets[0])).toEqual({ successes: 0, failures: 0, state: 'closed' });
+    expect(asked).toMatchObject({ answered: true, model: 'a' });
+    expect(clients[1].calls).toBe(0);
   });
 
   it("leaves the first call to its breaker's own time-out (a failure) when the deadline is longer", async () => {

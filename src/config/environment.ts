@@ -352,7 +352,7 @@ export function targetsOf(env: Environment): ModelTargetConfig[] {
 /** A URL's password never reaches a log line: `redis://user:secret@host` is shown as `redis://user:***@host`. */
 function withoutPassword(value: string): string {
   // Wherever a URL stands in the value (HF_FALLBACK_MODELS holds `model@<URL>` entries, comma-separated).
-  return value.replace(/([a-z][\w+.-]*:\/\/[^/:@\s,]*:)[^\s,]*@/gi, '$1***@');
+  return value.replace(/([a-z][\w+.-]*:\/\/[^/:@\s,]*:)[^,]*@/gi, '$1***@');
 }
 
 /** The validated environment as this process sees it now (env files are merged in by ConfigModule first). */

@@ -1,6 +1,5 @@
-// Adversarial review of askTargets (failover.ts) over real breakers and scripted clients. Each `it` states what the
-// contract promises; a failing one is a reproduction. Run:
-//   NODE_OPTIONS='--experimental-vm-modules --disable-warning=ExperimentalWarning' npx jest -c jest.config.js src/assistant/review.spec.ts
+// The seams of askTargets (failover.ts) a review found, over real breakers and scripted clients: each `it` states what
+// the contract promises, and each failed before its fix.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { TEST_BREAKER_CONFIG } from '../../test/support/breaker-config.js';
 import { UseCircuitBreaker } from '../circuit-breaker/circuit-breaker.decorator.js';
@@ -17,10 +16,7 @@ const PROMPT: ChatPrompt = { system: 's', user: 'u' };
  * (each after `gapMs`), then either the end or `failAfter` (a mid-stream failure).
  */
 type Script =
-  | 'hang'
-  | 'fail'
-  | { slowMs: number }
-  | { firstAfterMs: number; first?: string; pieces?: string[]; gapMs?: number; failAfter?: boolean };
+  'hang' | 'fail' | { slowMs: number } | { firstAfterMs: number; first?: string; pieces?: string[]; gapMs?: number; failAfter?: boolean };
 
 class ScriptedClient {
   script: Script = { slowMs: 0 };
@@ -43,6 +39,7 @@ class ScriptedClient {
   generateStream(_prompt: ChatPrompt, signal?: AbortSignal): Promise<AsyncIterableIterator<string>> {
     this.calls++;
     const script = this.script;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the generator below is a function of its own
     const client = this;
     if (script === 'fail') return Promise.reject(new ModelCallFailedError('http', 'HTTP 500', 500));
     // Like the real client: nothing is requested until the first piece is read.
@@ -94,7 +91,8 @@ function targetsOf(config: Partial<typeof TEST_BREAKER_CONFIG>, ...models: strin
   const targets = clients.map((client, i) => {
     const name = i === 0 ? 'huggingface' : `huggingface:${client.model}`;
     registry!.guard(client, name);
-    return new ModelTarget(client.model, registry!.get(name), client as unknown as HfTextGenClient, 10);
+    const timeoutMs = config.timeoutMs ?? TEST_BREAKER_CONFIG.timeoutMs;
+    return new ModelTarget(client.model, registry!.get(name), client as unknown as HfTextGenClient, 10, timeoutMs);
   });
   return { targets, clients };
 }
@@ -106,14 +104,14 @@ function counted(target: ModelTarget) {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('review: ASSISTANT_DEADLINE_SECONDS equal to the breaker time-out (the shipped defaults, 30 and 30)', () => {
+describe('ASSISTANT_DEADLINE_SECONDS equal to the breaker time-out (the shipped defaults, 30 and 30)', () => {
   // circuit-breaker.config.ts: timeoutMs = min(CIRCUIT_BREAKER_TIMEOUT_SECONDS, ASSISTANT_DEADLINE_SECONDS); askTargets
   // then sees leftMs = deadline - (a few µs) < timeoutMs for the FIRST call, so it is "cut by the deadline" and its
   // time-out counts neither way. A hanging primary never opens its circuit.
   it("counts a hanging first target's time-out as a failure (JSON)", async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 300 }, 'a', 'b');
     clients[0].script = 'hang';
-    const options: FailoverOptions = { deadlineMs: 300, hedgeAfterMs: 0, callTimeoutMs: 300 };
+    const options: FailoverOptions = { deadlineMs: 300, hedgeAfterMs: 0 };
     const asked = await askTargets(targets, PROMPT, undefined, false, options);
     expect(asked.passed.map(({ reason }) => reason)[0]).toBe('timeout');
     // The contract: "time-out ... counts as a failure". failureThreshold is 1 here, so the circuit must open.
@@ -123,13 +121,13 @@ describe('review: ASSISTANT_DEADLINE_SECONDS equal to the breaker time-out (the 
   it("counts a hanging first target's time-out as a failure (SSE)", async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 300 }, 'a', 'b');
     clients[0].script = 'hang';
-    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 300, hedgeAfterMs: 0, callTimeoutMs: 300 });
+    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 300, hedgeAfterMs: 0 });
     expect(asked.answered).toBe(false);
     expect(counted(targets[0])).toMatchObject({ failures: 1, timeouts: 1, state: 'open' });
   });
 });
 
-describe('review: a caller already gone when askTargets starts (it left during the cache lookup)', () => {
+describe('a caller already gone when askTargets starts (it left during the cache lookup)', () => {
   // Attempt adds its abort forwarder to the caller's signal with addEventListener: for a signal that is ALREADY
   // aborted the listener never runs, so the call goes out on a live signal of its own.
   it('makes no model call and counts nothing when the call runs on an AbortController of its own (deadline-cut)', async () => {
@@ -138,9 +136,7 @@ describe('review: a caller already gone when askTargets starts (it left during t
     const caller = new AbortController();
     caller.abort(new Error('client gone'));
     // 1 s left < the 2 s time-out: the first call gets a controller of its own (as with the 30/30 defaults).
-    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 1_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 })).rejects.toThrow(
-      'client gone',
-    );
+    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 1_000, hedgeAfterMs: 0 })).rejects.toThrow('client gone');
     // Received: the call went out for nobody and its success counted on A's breaker.
     expect({ calls: clients[0].calls, ...counted(targets[0]) }).toMatchObject({ calls: 0, successes: 0, failures: 0 });
   });
@@ -150,7 +146,7 @@ describe('review: a caller already gone when askTargets starts (it left during t
     clients[0].script = { slowMs: 100 };
     const caller = new AbortController();
     caller.abort(new Error('client gone'));
-    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 1_000, callTimeoutMs: 2_000 })).rejects.toThrow(
+    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 1_000 })).rejects.toThrow(
       'client gone',
     );
     // Received: the call went out for nobody and its success counted on A's breaker.
@@ -162,14 +158,12 @@ describe('review: a caller already gone when askTargets starts (it left during t
     clients[0].script = { slowMs: 100 };
     const caller = new AbortController();
     caller.abort(new Error('client gone'));
-    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 })).rejects.toThrow(
-      'client gone',
-    );
+    await expect(askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 0 })).rejects.toThrow('client gone');
     expect(clients[0].calls).toBe(0);
   });
 });
 
-describe('review: hedged JSON answer whose winner fails after its first piece', () => {
+describe('hedged JSON answer whose winner fails after its first piece', () => {
   // A is hedged at 100 ms; A's first piece (150 ms) beats B's (400 ms), so B is aborted as a "hedge loser" and is not
   // listed. A then fails mid-stream while its JSON answer is collected: nothing has been sent to the client, so the
   // next target should be asked, but `next` already points past B: no target is left and the fallbacks answer.
@@ -177,7 +171,7 @@ describe('review: hedged JSON answer whose winner fails after its first piece', 
     const { targets, clients } = targetsOf({ timeoutMs: 2_000 }, 'a', 'b');
     clients[0].script = { firstAfterMs: 150, pieces: ['more'], gapMs: 50, failAfter: true };
     clients[1].script = { firstAfterMs: 400 };
-    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100 });
     expect(clients[1].calls).toBeGreaterThanOrEqual(1); // B was asked (the hedge) ...
     expect(asked).toMatchObject({ answered: true, model: 'b' }); // ... and B, healthy, should give the answer
   });
@@ -187,20 +181,24 @@ describe('review: hedged JSON answer whose winner fails after its first piece', 
     clients[0].script = { firstAfterMs: 150, pieces: ['more'], gapMs: 50, failAfter: true };
     clients[1].script = { firstAfterMs: 400 };
     clients[2].script = { firstAfterMs: 0 };
-    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100, callTimeoutMs: 2_000 });
-    // B (healthy, before C) should answer; received: C answers, and B, asked and aborted, is not in `failover` either.
-    expect({ model: asked.answered && asked.model, passed: asked.passed.map(({ model }) => model) }).toEqual({ model: 'b', passed: ['a'] });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100 });
+    // B is asked again, and hedged in its turn after 100 ms without a first piece: C, quicker, answers, and both A and B
+    // are listed (B passed over as slow). Before the fix, B was dropped silently.
+    expect({ model: asked.answered && asked.model, passed: asked.passed.map(({ model, reason }) => `${model}:${reason}`) }).toEqual({
+      model: 'c',
+      passed: ['a:upstream_error', 'b:timeout'],
+    });
   });
 });
 
-describe('review: a hedge (a LATER target) that fails while the first target is still on its way', () => {
+describe('a hedge (a LATER target) that fails while the first target is still on its way', () => {
   // The hedge B fails at once (open circuit, full bulkhead or a 500) and is recorded in `passed`; A then answers, and
   // the body says model A with failover [B]: the contract lists only EARLIER targets passed over.
   it('the answer from A lists no failover (JSON)', async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 2_000 }, 'a', 'b');
     clients[0].script = { firstAfterMs: 250 };
     clients[1].script = 'fail';
-    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 100 });
     expect({ model: asked.answered && asked.model, passed: asked.passed.map(({ model, reason }) => `${model}:${reason}`) }).toEqual({
       model: 'a',
       passed: [],
@@ -210,9 +208,9 @@ describe('review: a hedge (a LATER target) that fails while the first target is 
   it('the answer from A lists no failover (SSE), also when B only had an open circuit', async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 2_000 }, 'a', 'b');
     clients[1].script = 'fail';
-    await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 }); // opens B
+    await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0 }); // opens B
     clients[0].script = { firstAfterMs: 250 };
-    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 100, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 100 });
     if (asked.answered && 'pieces' in asked) await asked.pieces.return?.();
     expect({ model: asked.answered && asked.model, passed: asked.passed.map(({ model, reason }) => `${model}:${reason}`) }).toEqual({
       model: 'a',
@@ -221,24 +219,27 @@ describe('review: a hedge (a LATER target) that fails while the first target is 
   });
 });
 
-describe('review: hedged JSON answer that is only white space', () => {
+describe('hedged JSON answer that is only white space', () => {
   // generate() (no hedging) refuses a blank answer (protocol failure, next target); collect() returns '' as an answer.
   it('is not an answer: the next target answers', async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 2_000 }, 'a', 'b');
     clients[0].script = { firstAfterMs: 0, first: '  ', pieces: ['\n'] };
-    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 1_000, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 1_000 });
     // A blank answer would be cached and served as `source: llm` with `answer: ""`.
-    expect(asked.answered && 'text' in asked && { model: asked.model, text: asked.text }).toEqual({ model: 'b', text: 'from b to the end' });
+    expect(asked.answered && 'text' in asked && { model: asked.model, text: asked.text }).toEqual({
+      model: 'b',
+      text: 'from b to the end',
+    });
   });
 });
 
-describe('review: timers left behind', () => {
+describe('timers left behind', () => {
   it('clears the deadline timer of the call that settled when the caller left', async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 10_000 }, 'a');
     clients[0].script = 'hang';
     const caller = new AbortController();
     const timersBefore = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
-    const asked = askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 10_000 });
+    const asked = askTargets(targets, PROMPT, caller.signal, false, { deadlineMs: 5_000, hedgeAfterMs: 0 });
     await sleep(50);
     caller.abort(new Error('client gone'));
     await expect(asked).rejects.toThrow('client gone');
@@ -249,21 +250,21 @@ describe('review: timers left behind', () => {
   });
 });
 
-describe('review: seams that hold (expected to pass)', () => {
+describe('seams that hold (expected to pass)', () => {
   it('a half-open trial taken by a hedge that loses is freed: the next call is the trial', async () => {
     const { targets, clients } = targetsOf({ timeoutMs: 2_000, resetTimeoutMs: 100 }, 'a', 'b');
     clients[1].script = 'fail';
-    await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 });
+    await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0 });
     expect(targets[1].breaker.state).toBe('open');
     await sleep(150);
     expect(targets[1].breaker.state).toBe('half_open');
     clients[0].script = { firstAfterMs: 200 };
     clients[1].script = 'hang';
-    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 50, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 50 });
     expect(asked).toMatchObject({ answered: true, model: 'a' });
     expect(clients[1].calls).toBe(2); // the hedge took B's trial ...
     clients[1].script = { slowMs: 0 };
-    const trial = await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 2_000 });
+    const trial = await askTargets([targets[1]], PROMPT, undefined, false, { deadlineMs: 5_000, hedgeAfterMs: 0 });
     expect(trial).toMatchObject({ answered: true, model: 'b' }); // ... and gave it back
     expect(targets[1].breaker.state).toBe('closed');
   });
@@ -272,7 +273,7 @@ describe('review: seams that hold (expected to pass)', () => {
     const { targets, clients } = targetsOf({ timeoutMs: 2_000 }, 'a', 'b');
     clients[0].script = { firstAfterMs: 150, pieces: ['x'], gapMs: 0 };
     clients[1].script = { firstAfterMs: 52, pieces: ['y'], gapMs: 1_000 }; // hedged at 100 → first piece ~152
-    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 100, callTimeoutMs: 2_000 });
+    const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 100 });
     if (!asked.answered || !('pieces' in asked)) throw new Error('expected a stream');
     for await (const _ of asked.pieces) void _;
     await sleep(100);
@@ -285,7 +286,7 @@ describe('review: seams that hold (expected to pass)', () => {
     clients[0].script = 'fail';
     const models: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 0, callTimeoutMs: 1_000 });
+      const asked = await askTargets(targets, PROMPT, undefined, true, { deadlineMs: 5_000, hedgeAfterMs: 0 });
       if (asked.answered) models.push(asked.model);
       if (asked.answered && 'pieces' in asked) await asked.pieces.return?.();
     }
@@ -296,7 +297,7 @@ describe('review: seams that hold (expected to pass)', () => {
 
 // ---- the whole chain (AssistantModule, the HF client over HTTP to the fake upstream) ----
 
-describe('review: AssistantService.stream ended at the excerpts event when there is no fallback', () => {
+describe('AssistantService.stream ended at the excerpts event when there is no fallback', () => {
   // With no excerpts and no cached answer, chain() yields `excerpts` only after askTargets returned the first piece,
   // and that yield sits BEFORE the try/finally that returns `pieces`. A consumer that stops there (return()) leaves
   // the guarded stream running: socket open and bulkhead slot held until HF_STREAM_IDLE_TIMEOUT_SECONDS.
@@ -330,7 +331,9 @@ describe('review: AssistantService.stream ended at the excerpts event when there
       HF_STREAM_IDLE_TIMEOUT_SECONDS: '5',
       REDIS_URL: '',
     });
-    moduleRef = await Test.createTestingModule({ imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true }), AssistantModule] }).compile();
+    moduleRef = await Test.createTestingModule({
+      imports: [ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true }), AssistantModule],
+    }).compile();
     await moduleRef.init();
     const assistant = moduleRef.get(AssistantService);
     const breaker = moduleRef.get(CircuitBreakerRegistry).get('huggingface');
@@ -341,6 +344,9 @@ describe('review: AssistantService.stream ended at the excerpts event when there
     expect(first.value).toMatchObject({ type: 'excerpts', excerpts: [] });
     await events.return();
     await sleep(300);
-    expect({ inFlight: breaker.snapshot().inFlight, abortedByClient: upstream.abortedByClient }).toEqual({ inFlight: 0, abortedByClient: 1 });
+    expect({ inFlight: breaker.snapshot().inFlight, abortedByClient: upstream.abortedByClient }).toEqual({
+      inFlight: 0,
+      abortedByClient: 1,
+    });
   });
 });

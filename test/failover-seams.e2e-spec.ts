@@ -1,9 +1,9 @@
-// Adversarial review of failover over real HTTP (the app as main.ts builds it, the fake upstream serving A and B).
-// Run: npm run test:e2e -- failover-review
+// Failover seams a review found, over real HTTP (the app as main.ts builds it, the fake upstream serving A and B):
+// each failed before its fix.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { FakeHfUpstream } from '../support/fake-hf-upstream.js';
-import { ask, breakerEntry, getHealth } from '../support/http.js';
-import { FAIL_THRESHOLD, KNOWN_QUESTIONS, startTestApp, type TestApp } from '../support/test-app.js';
+import { FakeHfUpstream } from './support/fake-hf-upstream.js';
+import { ask, breakerEntry, getHealth } from './support/http.js';
+import { FAIL_THRESHOLD, KNOWN_QUESTIONS, startTestApp, type TestApp } from './support/test-app.js';
 
 const A = 'test-org/model-a';
 const B = 'test-org/model-b';
@@ -38,7 +38,7 @@ async function start(env: Record<string, string>): Promise<string> {
   return testApp.url;
 }
 
-describe('review: CIRCUIT_BREAKER_TIMEOUT_SECONDS = ASSISTANT_DEADLINE_SECONDS (as shipped: 30 and 30), A hangs', () => {
+describe('CIRCUIT_BREAKER_TIMEOUT_SECONDS = ASSISTANT_DEADLINE_SECONDS (as shipped: 30 and 30), A hangs', () => {
   it("A's time-outs count, its circuit opens after the threshold, and then B answers", async () => {
     // 1 s and 1 s: the shipped 30/30 ratio, scaled down.
     const url = await start({ CIRCUIT_BREAKER_TIMEOUT_SECONDS: '1', ASSISTANT_DEADLINE_SECONDS: '1' });
@@ -58,7 +58,7 @@ describe('review: CIRCUIT_BREAKER_TIMEOUT_SECONDS = ASSISTANT_DEADLINE_SECONDS (
   }, 30_000);
 });
 
-describe('review: hedged JSON, the first target wins the race and is then cut mid-stream', () => {
+describe('hedged JSON, the first target wins the race and is then cut mid-stream', () => {
   it('B, asked as the hedge and aborted when A looked like answering, is asked again and answers', async () => {
     const url = await start({ HF_HEDGE_AFTER_SECONDS: '0.3', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '5', ASSISTANT_DEADLINE_SECONDS: '10' });
     // A: first token at ~500 ms (after the 300 ms hedge went out), then the connection is cut.
@@ -77,7 +77,7 @@ describe('review: hedged JSON, the first target wins the race and is then cut mi
   }, 30_000);
 });
 
-describe('review: hedging, the hedge B fails while A is still on its way, then A answers', () => {
+describe('hedging, the hedge B fails while A is still on its way, then A answers', () => {
   it('the answer from A carries no failover entry for the later target B', async () => {
     const url = await start({ HF_HEDGE_AFTER_SECONDS: '0.3', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '5' });
     upstream.setFault({ kind: 'ok', answer: 'A answers late.', latencyMs: 1000 }, { model: A });
