@@ -102,12 +102,7 @@ export async function runFailoverBench(): Promise<FailoverBenchResult> {
       const cpuUsPerRequest = ((cpuSeconds(app.process.pid) - cpuBefore) * 1e6) / result.requests.total;
       if (warmUp) return { result, cpuUsPerRequest };
       const sample = samples.get(configuration.name)!;
-      sample.requestsPerSecond.push(result.requests.average);
-      sample.cpuUsPerRequest.push(cpuUsPerRequest);
-      sample.p50Ms.push(result.latency.p50);
-      sample.p99Ms.push(result.latency.p99);
-      sample.non2xx += result.non2xx;
-      sample.errors += result.errors + result.timeouts;
+      sample.record(result, cpuUsPerRequest);
       return { result, cpuUsPerRequest };
     };
     await alternateInPairs(

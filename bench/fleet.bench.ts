@@ -244,13 +244,8 @@ export async function runFleetBench(): Promise<FleetBenchResult> {
       const cpuUsPerRequest = ((cpuSeconds(app.process.pid) - cpuBefore) * 1e6) / result.requests.total;
       if (warmUp) return { result, cpuUsPerRequest };
       const sample = samples.get(configuration.name)!;
-      sample.requestsPerSecond.push(result.requests.average);
-      sample.cpuUsPerRequest.push(cpuUsPerRequest);
-      sample.p50Ms.push(result.latency.p50);
-      sample.p99Ms.push(result.latency.p99);
+      sample.record(result, cpuUsPerRequest);
       sample.modelCallsPerAnswer.push(modelCallsPerAnswer);
-      sample.non2xx += result.non2xx;
-      sample.errors += result.errors + result.timeouts;
       return { result, cpuUsPerRequest };
     };
     await alternateInPairs(

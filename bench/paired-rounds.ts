@@ -12,6 +12,16 @@ export class PairedSamples {
   readonly cpuRatios: number[] = [];
   non2xx = 0;
   errors = 0;
+
+  /** One measured run of the configuration: autocannon's result and the app's CPU per request over it. */
+  record(result: Result, cpuUsPerRequest: number): void {
+    this.requestsPerSecond.push(result.requests.average);
+    this.cpuUsPerRequest.push(cpuUsPerRequest);
+    this.p50Ms.push(result.latency.p50);
+    this.p99Ms.push(result.latency.p99);
+    this.non2xx += result.non2xx;
+    this.errors += result.errors + result.timeouts;
+  }
 }
 
 /** A row of a paired bench's table. */
