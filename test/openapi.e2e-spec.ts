@@ -43,7 +43,18 @@ const CONTRACT_ROUTES: Array<[method: string, path: string, statuses: string[]]>
   ['get', '/v1/models', ['200', '401']],
 ];
 // `coalesced` comes with Coalescing (an open issue).
-const ANSWER_FIELDS = ['answer', 'source', 'degraded', 'fallbackReason', 'excerpts', 'circuit', 'model', 'failover', 'cachedAt', 'retryAfterSeconds'];
+const ANSWER_FIELDS = [
+  'answer',
+  'source',
+  'degraded',
+  'fallbackReason',
+  'excerpts',
+  'circuit',
+  'model',
+  'failover',
+  'cachedAt',
+  'retryAfterSeconds',
+];
 /** Fields a body has only sometimes. */
 const OPTIONAL_ANSWER_FIELDS = ['model', 'failover', 'cachedAt', 'retryAfterSeconds'];
 const UNAVAILABLE_FIELDS = ['statusCode', 'error', 'message', 'reason', 'retryAfterSeconds', 'circuit'];
@@ -185,9 +196,7 @@ describe('GET /docs/json', () => {
     const properties = answer.properties ?? {};
 
     expect(Object.keys(properties).sort()).toEqual([...ANSWER_FIELDS].sort());
-    expect([...(answer.required ?? [])].sort()).toEqual(
-      ANSWER_FIELDS.filter((field) => !OPTIONAL_ANSWER_FIELDS.includes(field)).sort(),
-    );
+    expect([...(answer.required ?? [])].sort()).toEqual(ANSWER_FIELDS.filter((field) => !OPTIONAL_ANSWER_FIELDS.includes(field)).sort());
     expect(properties['source']?.enum).toEqual(['llm', 'cache', 'excerpts']);
     expect(properties['fallbackReason']).toMatchObject({
       nullable: true,
