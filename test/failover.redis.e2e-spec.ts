@@ -2,6 +2,7 @@
 // (CIRCUIT_BREAKER_SHARED=true), two targets behind one fake upstream with faults per model. Every target's breaker
 // is shared like the first one, so a circuit opened through one replica is obeyed by the others.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import OpenAI from 'openai';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
 import { ask, breakerEntry, type BreakerEntry, eventually, getHealth } from './support/http.js';
 import { RedisTestServer } from './support/redis-server.js';
@@ -132,5 +133,53 @@ describe('failover in a fleet sharing its circuits', () => {
     }
 
     expect([upstream.callsFor(A), upstream.callsFor(B)]).toEqual([FAIL_THRESHOLD, FAIL_THRESHOLD]);
+  });
+
+  it('answers from the next target in SSE and through /v1 on the replicas that only heard of the opening', async () => {
+    const [first, second, third] = await fleet(3);
+    upstream.setFault({ kind: 'error500' }, { model: A });
+    upstream.setFault({ kind: 'ok', answer: ANSWER_B }, { model: B });
+    for (let i = 0; i < FAIL_THRESHOLD; i += 1) await ask<Answer>(first.url, freshQuestion());
+    const callsToA = upstream.callsFor(A);
+
+    for (const replica of [second, third]) {
+      await seesOpen(replica, BREAKER_A);
+      const response = await fetch(`${replica.url}/assistant/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify(freshQuestion()),
+      });
+      const events = (await response.text()).trim().split('\n\n');
+      const done = events.find((event) => event.startsWith('event: done'));
+      const tokens = events.filter((event) => event.startsWith('event: token'));
+      expect(tokens.length).toBeGreaterThan(0);
+      expect(JSON.parse(done?.split('\ndata: ')[1] ?? '{}')).toMatchObject({
+        source: 'llm',
+        model: B,
+        answer: ANSWER_B,
+        failover: [{ model: A, reason: 'circuit_open' }],
+      });
+
+      const client = new OpenAI({ baseURL: `${replica.url}/v1`, apiKey: 'no-key-needed', maxRetries: 0 });
+      const completion = await client.chat.completions.create({
+        model: 'any',
+        messages: [{ role: 'user', content: freshQuestion().query }],
+      });
+      expect(completion.model).toBe(B);
+      expect(completion.choices[0]?.message.content).toBe(ANSWER_B);
+      const stream = await client.chat.completions.create({
+        model: 'any',
+        stream: true,
+        messages: [{ role: 'user', content: freshQuestion().query }],
+      });
+      const models = new Set<string>();
+      let text = '';
+      for await (const chunk of stream) {
+        models.add(chunk.model);
+        text += chunk.choices[0]?.delta.content ?? '';
+      }
+      expect({ models: [...models], text }).toEqual({ models: [B], text: ANSWER_B });
+    }
+    expect(upstream.callsFor(A)).toBe(callsToA);
   });
 });
