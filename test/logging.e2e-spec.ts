@@ -144,6 +144,35 @@ describe('the request log (LOG_LEVEL=info)', () => {
     expect(lines.filter((text) => text.includes(CALLER_CREDENTIAL) || text.includes(HF_TOKEN) || text.includes('SECRET'))).toEqual([]);
   });
 
+  it('never holds a key a caller put in the query string: api_key, key, token and access_token show "[redacted]"', async () => {
+    const secrets = ['QUERYsecretAPI', 'QUERYsecretKEY', 'QUERYsecretTOKEN', 'QUERYsecretACCESS'];
+    const query = `api_key=${secrets[0]}&lang=en&KEY=${secrets[1]}&token=${secrets[2]}&access_token=${secrets[3]}`;
+
+    const answered = await fetch(`${testApp.url}/assistant/query?${query}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: KNOWN }),
+    });
+    const unknown = await fetch(`${testApp.url}/no-such-route?${query}`);
+    await Promise.all([answered.arrayBuffer(), unknown.arrayBuffer()]);
+
+    expect([answered.status, unknown.status]).toEqual([200, 404]);
+    const redacted = 'api_key=[redacted]&lang=en&KEY=[redacted]&token=[redacted]&access_token=[redacted]';
+    for (const [response, path] of [
+      [answered, '/assistant/query'],
+      [unknown, '/no-such-route'],
+    ] as const) {
+      const line = (await loggedLinesOf(requestIdOf(response))).find(isRequestLine);
+      expect(line?.req?.url).toBe(`${path}?${redacted}`);
+    }
+    expect(
+      output
+        .text()
+        .split('\n')
+        .filter((text) => secrets.some((secret) => text.includes(secret))),
+    ).toEqual([]);
+  });
+
   it('leaves probe requests out at LOG_LEVEL=info (they are logged at debug)', async () => {
     const probes = [await getHealth(testApp.url, '/live'), await getHealth(testApp.url, '/ready')];
     const question = await ask(testApp.url, { query: KNOWN });

@@ -4,6 +4,7 @@ import { type DestinationStream, type LevelWithSilent, stdTimeFunctions } from '
 import type { Options, StdSerializedResults } from 'pino-http';
 import { prettyFactory } from 'pino-pretty';
 import type { loggingConfig } from '../config/logging.config.js';
+import { redactCredentialsInQuery } from './url-redaction.js';
 
 type LoggingConfig = ConfigType<typeof loggingConfig>;
 
@@ -53,7 +54,8 @@ export function httpLoggerOptions(config: LoggingConfig): Options {
     serializers: {
       req: (req: StdSerializedResults['req']) => ({
         method: req.method,
-        url: req.url,
+        // A key a caller put in the query string (`?api_key=…`) is censored like the headers above.
+        url: redactCredentialsInQuery(req.url, REDACTION_CENSOR),
         headers: req.headers,
         remoteAddress: req.remoteAddress,
       }),
