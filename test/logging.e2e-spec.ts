@@ -1,4 +1,5 @@
 // The log an operator reads: one JSON line per request with its id, secrets redacted, LOG_LEVEL obeyed.
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { type AppProcess, killAppProcesses, startAppProcess } from './support/app-process.js';
 import { FakeHfUpstream } from './support/fake-hf-upstream.js';
@@ -198,6 +199,86 @@ describe('the request log (LOG_LEVEL=info)', () => {
       // logged during the request whose failure opened the circuit, so it carries that request's id
       reqId: expect.stringMatching(UUID),
     });
+  });
+});
+
+describe('a client that goes away mid-request (LOG_LEVEL=info)', () => {
+  let upstream: FakeHfUpstream;
+  let testApp: TestApp;
+  let output: CapturedOutput;
+
+  beforeAll(async () => {
+    upstream = await FakeHfUpstream.start();
+    output = captureOutput();
+    testApp = await startTestApp({ HF_ENDPOINT_URL: upstream.url, LOG_LEVEL: 'info', CIRCUIT_BREAKER_TIMEOUT_SECONDS: '10' });
+  });
+  afterAll(async () => {
+    await testApp?.close();
+    await upstream?.close();
+    output?.restore();
+  });
+
+  const linesOf = (reqId: string): LogEntry[] => logEntries(output.text()).filter((entry) => entry.reqId === reqId);
+  const loggedLinesOf = (reqId: string): Promise<LogEntry[]> =>
+    eventually(
+      async () => linesOf(reqId),
+      (lines) => lines.some(isRequestLine),
+    );
+
+  /** Sends `head` and `sent` on a connection of its own, then closes it, without reading a response, once `leave` resolves. */
+  function leaveMidRequest(head: string, sent: string, leave: () => Promise<void>): Promise<void> {
+    const { port } = new URL(testApp.url);
+    return new Promise((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(`${head}\r\n\r\n${sent}`);
+        void leave().then(() => socket.destroy());
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve());
+    });
+  }
+
+  /** The request's lines once a later request's line is in: whatever it logs after its own completion line is in by then. */
+  async function settledLinesOf(reqId: string): Promise<LogEntry[]> {
+    await loggedLinesOf(reqId);
+    const later = await post(testApp.url, { 'x-request-id': `after-${reqId}` });
+    await loggedLinesOf(requestIdOf(later));
+    return linesOf(reqId);
+  }
+
+  it('logs a client that goes away in the middle of its body once, at info, as 499, and never as an error', async () => {
+    const head = [
+      'POST /assistant/query HTTP/1.1',
+      'Host: 127.0.0.1',
+      'Content-Type: application/json',
+      'Content-Length: 1000',
+      'x-request-id: gone-mid-body',
+    ].join('\r\n');
+
+    // the server has the head and part of the body before the client goes
+    await leaveMidRequest(head, '{"query": "a', () => new Promise((resolve) => setTimeout(resolve, 200)));
+
+    expect(await settledLinesOf('gone-mid-body')).toEqual([
+      expect.objectContaining({ level: LEVEL.info, req: expect.objectContaining({ url: '/assistant/query' }), res: { statusCode: 499 } }),
+    ]);
+    expect(logEntries(output.text()).filter((entry) => entry.context === 'ExceptionsHandler' || entry.level >= LEVEL.error)).toEqual([]);
+  });
+
+  it('logs a client that goes away while the model is answering once, at info, as 499', async () => {
+    upstream.setFault({ kind: 'ok', latencyMs: 3000 });
+    const body = JSON.stringify({ query: 'How are documents chunked into excerpts?' });
+    const head = [
+      'POST /assistant/query HTTP/1.1',
+      'Host: 127.0.0.1',
+      'Content-Type: application/json',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'x-request-id: gone-mid-answer',
+    ].join('\r\n');
+    const calls = upstream.calls;
+
+    await leaveMidRequest(head, body, () => upstream.waitForCalls(calls + 1, 5000));
+
+    expect(await settledLinesOf('gone-mid-answer')).toEqual([expect.objectContaining({ level: LEVEL.info, res: { statusCode: 499 } })]);
   });
 });
 

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { httpLoggerOptions, logDestination, requestLogLevel } from './http-logger.options.js';
 
 const request = (url: string) => ({ url }) as IncomingMessage;
-const response = (statusCode: number) => ({ statusCode }) as ServerResponse;
+const response = (statusCode: number, writableFinished = true) => ({ statusCode, writableFinished }) as ServerResponse;
 
 describe('requestLogLevel', () => {
   it.each([
@@ -23,6 +23,12 @@ describe('requestLogLevel', () => {
     expect(requestLogLevel(request('/assistant/query'), response(400))).toBe('warn');
     expect(requestLogLevel(request('/assistant/query'), response(503))).toBe('error');
     expect(requestLogLevel(request('/assistant/query'), response(200), new Error('socket hang up'))).toBe('error');
+  });
+
+  it('logs a request whose client went away before the response was sent at info, whatever status it was given', () => {
+    expect(requestLogLevel(request('/assistant/query'), response(200, false))).toBe('info');
+    expect(requestLogLevel(request('/assistant/query'), response(500, false), new Error('write EPIPE'))).toBe('info');
+    expect(requestLogLevel(request('/health/ready'), response(200, false))).toBe('debug');
   });
 
   it('does not mistake a route that merely starts with "health" for a probe', () => {

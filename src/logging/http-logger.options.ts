@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import { type DestinationStream, type LevelWithSilent, stdTimeFunctions } from 'pino';
 import type { Options, StdSerializedResults } from 'pino-http';
 import { prettyFactory } from 'pino-pretty';
+import { CLIENT_CLOSED_REQUEST } from '../assistant/client-gone.filter.js';
 import type { loggingConfig } from '../config/logging.config.js';
 import { redactCredentialsInQuery } from './url-redaction.js';
 
@@ -28,9 +29,15 @@ function isPolled(url: string | undefined): boolean {
   return POLLED_PATHS.some((polled) => path === polled || path.startsWith(`${polled}/`));
 }
 
-/** The level of a request's completion line. */
+/** The connection closed before the whole response was sent: the client went away (mid-body, mid-answer, mid-stream). */
+function clientLeft(res: ServerResponse): boolean {
+  return !res.writableFinished;
+}
+
+/** The level of a request's completion line: a client that went away is no error of the server's. */
 export function requestLogLevel(req: IncomingMessage, res: ServerResponse, error?: Error): LevelWithSilent {
   if (isPolled(req.url)) return 'debug';
+  if (clientLeft(res)) return 'info';
   if (error || res.statusCode >= 500) return 'error';
   if (res.statusCode >= 400) return 'warn';
   return 'info';
@@ -59,7 +66,8 @@ export function httpLoggerOptions(config: LoggingConfig): Options {
         headers: req.headers,
         remoteAddress: req.remoteAddress,
       }),
-      res: (res: StdSerializedResults['res']) => ({ statusCode: res.statusCode }),
+      // nginx's 499 for a client that went away, rather than whatever status the unsent response had.
+      res: (res: StdSerializedResults['res']) => ({ statusCode: clientLeft(res.raw) ? CLIENT_CLOSED_REQUEST : res.statusCode }),
     },
   };
 }

@@ -1,10 +1,12 @@
 import { Module, RequestMethod } from '@nestjs/common';
 import { ConfigModule, type ConfigType } from '@nestjs/config';
+import { APP_FILTER } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { loggingConfig } from '../config/logging.config.js';
+import { AbortedRequestFilter } from './aborted-request.filter.js';
 import { httpLoggerOptions, logDestination } from './http-logger.options.js';
 
-/** pino for every log line: Nest's own, ours (`new Logger(Class.name)`) and one per HTTP request. */
+/** pino for every log line: Nest's own, ours (`new Logger(Class.name)`) and one per HTTP request (499 for a client gone). */
 @Module({
   imports: [
     LoggerModule.forRootAsync({
@@ -17,5 +19,6 @@ import { httpLoggerOptions, logDestination } from './http-logger.options.js';
       }),
     }),
   ],
+  providers: [{ provide: APP_FILTER, useClass: AbortedRequestFilter }],
 })
 export class LoggingModule {}
