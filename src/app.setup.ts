@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { BadRequestException, ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
-import fastifyHelmet from '@fastify/helmet';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { capConnections, KEEP_ALIVE_TIMEOUT_MS, MAX_REQUESTS_PER_SOCKET } from './connection-limits.js';
@@ -11,6 +10,7 @@ import type { TrustProxy } from './config/environment.js';
 import { ApplicationReadiness } from './health/application-readiness.js';
 import { REQUEST_ID_HEADER, requestIdFrom, returnRequestIds } from './logging/request-id.js';
 import { setUpApiDocumentation } from './openapi/openapi.setup.js';
+import { answerClientError, sendSecurityHeaders } from './security-headers.js';
 
 /** Larger than any valid body (a 10 000-character query fully \u-escaped is ~60 KB); past it, 413. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -38,18 +38,14 @@ export function createHttpAdapter(trustProxy: TrustProxy = trustProxySetting()):
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     maxRequestsPerSocket: MAX_REQUESTS_PER_SOCKET,
     http: { headersTimeout: HEADERS_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+    // A request Node cannot parse, too slow or with headers too large: answered with the security headers too.
+    clientErrorHandler: answerClientError,
   });
   const fastify = adapter.getInstance();
   capConnections(fastify);
   fastify.removeContentTypeParser('text/plain');
   limitJsonNesting(fastify);
-  // Security headers on every response. Helmet's default CSP (scripts from 'self') suits Swagger UI, whose page loads
-  // its script from /docs/swagger-ui-init.js rather than inline; without upgrade-insecure-requests, since TLS ends at
-  // the ingress and /docs is also read over plain http inside the cluster and on a developer's machine.
-  void fastify.register(fastifyHelmet, {
-    global: true,
-    contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
-  });
+  sendSecurityHeaders(fastify.server);
   return adapter;
 }
 

@@ -18,6 +18,38 @@ afterAll(async () => {
   await upstream?.close();
 });
 
+/** The headers helmet sets with the app's options, checked on every kind of response. */
+function expectSecurityHeaders(headers: Headers): void {
+  expect(headers.get('x-content-type-options')).toBe('nosniff');
+  expect(headers.get('x-frame-options')).toBe('SAMEORIGIN');
+  expect(headers.get('content-security-policy')).toContain("default-src 'self'");
+  // TLS ends at the ingress: /docs is read over plain http in the cluster and on a developer's machine
+  expect(headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
+  expect(headers.get('strict-transport-security')).toMatch(/max-age=\d+/);
+  expect(headers.get('cross-origin-opener-policy')).toBe('same-origin');
+  expect(headers.get('x-powered-by')).toBeNull();
+}
+
+/** Writes `request` as it is on a connection of its own; resolves with everything received once the server closes it. */
+function exchangeRaw(request: string): Promise<string> {
+  const { port } = new URL(testApp.url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), '127.0.0.1', () => socket.write(request));
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(received));
+  });
+}
+
+function parseRawResponse(raw: string): { status: number; headers: Headers; body: string } {
+  const [head = '', body = ''] = raw.split('\r\n\r\n', 2);
+  const [statusLine = '', ...lines] = head.split('\r\n');
+  const headers = new Headers();
+  for (const line of lines) headers.append(line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 1).trim());
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]), headers, body };
+}
+
 describe('security headers', () => {
   it.each<[string, () => Promise<Response>]>([
     [
@@ -35,17 +67,27 @@ describe('security headers', () => {
     ],
     ['a health probe', () => fetch(`${testApp.url}/health/live`)],
     ['the API documentation', () => fetch(`${testApp.url}/docs`)],
+    ['a 404', () => fetch(`${testApp.url}/no-such-route`)],
+    // Fastify answers a URL it cannot decode itself, before any hook runs
+    ['the 400 for a malformed URL', () => fetch(`${testApp.url}/assistant/%zz`)],
   ])('are on %s', async (_case, request) => {
     const response = await request();
-    expect(response.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(response.headers.get('x-frame-options')).toBe('SAMEORIGIN');
-    expect(response.headers.get('content-security-policy')).toContain("default-src 'self'");
-    // TLS ends at the ingress: /docs is read over plain http in the cluster and on a developer's machine
-    expect(response.headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
-    expect(response.headers.get('strict-transport-security')).toMatch(/max-age=\d+/);
-    expect(response.headers.get('x-powered-by')).toBeNull();
+    expectSecurityHeaders(response.headers);
     // read to the end: an unread response keeps its request in flight, and the app's close would wait for it
     await response.arrayBuffer();
+  });
+
+  it.each<[string, number, string]>([
+    ['a malformed header line', 400, 'GET /health/live HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n'],
+    ['a malformed request line', 400, 'GET /health/live HTTP/9.9 nonsense\r\n\r\n'],
+    ['headers over the limit', 431, `GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`],
+  ])('are on the server’s own answer to %s (%i), with a JSON body, and the connection is closed', async (_case, status, request) => {
+    const response = parseRawResponse(await exchangeRaw(request));
+
+    expect(response.status).toBe(status);
+    expectSecurityHeaders(response.headers);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(JSON.parse(response.body)).toMatchObject({ statusCode: status, message: expect.any(String) });
   });
 
   it('leave Swagger UI working: its page runs no inline script, and every script and style it loads is served', async () => {
@@ -86,6 +128,7 @@ describe('a client that sends its body slowly', () => {
     const elapsed = performance.now() - started;
 
     expect(received).toMatch(/^HTTP\/1\.1 408\b/);
+    expectSecurityHeaders(parseRawResponse(received).headers);
     expect(elapsed).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 500);
     // the time-out plus Node's 1 s check interval, with seconds to spare on a loaded machine
     expect(elapsed).toBeLessThan(REQUEST_TIMEOUT_MS + 5000);

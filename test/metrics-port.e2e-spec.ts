@@ -24,6 +24,15 @@ describe('with METRICS_PORT set', () => {
     expect(await response.text()).toContain('assistant_circuit_breaker_state{breaker="huggingface"} 0');
   });
 
+  it('sends the security headers there too, on the metrics and on a 404', async () => {
+    for (const path of ['/metrics', '/health/live']) {
+      const response = await fetch(`http://127.0.0.1:${metricsPort}${path}`);
+      await response.arrayBuffer();
+      expect({ path, nosniff: response.headers.get('x-content-type-options') }).toEqual({ path, nosniff: 'nosniff' });
+      expect(response.headers.get('content-security-policy')).toContain("default-src 'self'");
+    }
+  });
+
   it('serves nothing else there', async () => {
     expect((await fetch(`http://127.0.0.1:${metricsPort}/health/live`)).status).toBe(404);
     expect((await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { method: 'POST' })).status).toBe(404);

@@ -4,6 +4,7 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplica
 import type { ConfigType } from '@nestjs/config';
 import { Registry } from 'prom-client';
 import { appConfig } from '../config/app.config.js';
+import { sendSecurityHeaders } from '../security-headers.js';
 import { METRICS_REGISTRY } from './metrics.constants.js';
 
 /**
@@ -38,6 +39,7 @@ export class MetricsListener implements OnApplicationBootstrap, OnApplicationShu
         () => response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
       );
     });
+    sendSecurityHeaders(server);
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(metricsPort, host, resolve));
     this.server = server;
     this.logger.log(`Metrics on http://${host}:${this.port}/metrics`);
