@@ -97,6 +97,59 @@ async function sharedAgain(replica: TestApp): Promise<void> {
   );
 }
 
+describe('failed key checks across the fleet', () => {
+  /** The app's budget: failed key checks a minute from one client address. */
+  const BUDGET = 20;
+
+  async function startProxiedReplica(): Promise<TestApp> {
+    const replica = await startTestApp({
+      REDIS_URL: redis.url,
+      HF_ENDPOINT_URL: upstream.url,
+      ASSISTANT_API_KEYS: key,
+      // each X-Forwarded-For address stands for a client of its own
+      TRUST_PROXY: 'true',
+      LOG_LEVEL: 'info',
+    });
+    replicas.push(replica);
+    return replica;
+  }
+
+  async function from(replica: TestApp, address: string, presented: string | undefined): Promise<number> {
+    const response = await fetch(`${replica.url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': address, ...(presented ? { 'x-api-key': presented } : {}) },
+      body: JSON.stringify({ query: KNOWN[0] }),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  }
+
+  it('are counted together: past the budget spent on both replicas, each refuses the address with 429, a right key included', async () => {
+    const [first, second] = [await startProxiedReplica(), await startProxiedReplica()];
+    const address = `198.51.100.${keyNumber}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < BUDGET; i++) statuses.push(await from(i % 2 === 0 ? first : second, address, `guess-${i}`));
+    expect(statuses).toEqual(Array<number>(BUDGET).fill(401));
+
+    // the second replica counted the failure that spent the budget: it refuses without looking at the key
+    expect(await from(second, address, key)).toBe(429);
+    // the first learns it from Redis with its next failure, and refuses from then on
+    expect(await from(first, address, 'one-more-guess')).toBe(429);
+    expect(await from(first, address, key)).toBe(429);
+    // another address is not affected
+    expect(await from(first, '203.0.113.50', key)).toBe(200);
+
+    const client = createClient({ url: redis.url });
+    await client.connect();
+    try {
+      expect(await client.zCard(`${RATE_LIMIT_KEY_PREFIX}key-checks:address:${address}`)).toBe(BUDGET);
+    } finally {
+      await client.quit();
+    }
+  });
+});
+
 describe('one budget for the fleet', () => {
   it('a key’s requests to any replica count against the same budget; the one over it is refused wherever it lands', async () => {
     const [first, second] = [await startReplica(), await startReplica()];

@@ -1,9 +1,9 @@
-import { type CanActivate, type ExecutionContext, Inject, Injectable, UnauthorizedException } from '@nestjs/common';
-import type { ConfigType } from '@nestjs/config';
+import { type CanActivate, type ExecutionContext, HttpException, HttpStatus, Injectable, UnauthorizedException } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { accessConfig } from '../config/access.config.js';
-import { ApiKeys } from './api-keys.js';
+import { clientAddress } from '../rate-limit/client-address.js';
+import { ApiKeyRefusedError, KeyChecksExhaustedError } from './access.errors.js';
+import { ApiKeyChecks } from './api-key-checks.js';
 import { PUBLIC_ROUTE_METADATA } from './public-route.decorator.js';
 
 /** The raw request carries the caller's key id from here on, for the request's log line. */
@@ -20,32 +20,47 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return bearer ?? (typeof header === 'string' && header !== '' ? header : undefined);
 }
 
-/** With ASSISTANT_API_KEYS set, every route but the public ones needs one of the keys; 401 otherwise. */
+/**
+ * With ASSISTANT_API_KEYS set, every route but the public ones needs one of the keys: 401 otherwise, and 429 for a
+ * client address past its budget of failed checks (KeyCheckBudget), the same body as the rate limiter's.
+ */
 @Injectable()
 export class ApiKeyGuard implements CanActivate {
-  private readonly keys: ApiKeys;
-
   constructor(
     private readonly reflector: Reflector,
-    @Inject(accessConfig.KEY) config: ConfigType<typeof accessConfig>,
-  ) {
-    this.keys = new ApiKeys(config.apiKeys);
-  }
+    private readonly checks: ApiKeyChecks,
+  ) {}
 
-  canActivate(context: ExecutionContext): boolean {
-    if (!this.keys.required) return true;
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (!this.checks.required) return true;
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE_METADATA, [context.getHandler(), context.getClass()])) return true;
     const http = context.switchToHttp();
     const request = http.getRequest<FastifyRequest>();
-    const presented = presentedKey(request);
-    const id = presented === undefined ? undefined : this.keys.identify(presented);
-    if (id !== undefined) {
-      (request.raw as IdentifiedRequest).apiKeyId = id;
+    try {
+      (request.raw as IdentifiedRequest).apiKeyId = await this.checks.identify(clientAddress(request), presentedKey(request));
       return true;
+    } catch (error) {
+      throw refusal(error, http.getResponse<FastifyReply>());
     }
-    void http.getResponse<FastifyReply>().header('WWW-Authenticate', 'Bearer realm="assistant"');
-    throw new UnauthorizedException(
-      presented === undefined ? 'An API key is required: send Authorization: Bearer <key> or x-api-key: <key>' : 'The API key is not valid',
+  }
+}
+
+function refusal(error: unknown, reply: FastifyReply): unknown {
+  if (error instanceof ApiKeyRefusedError) {
+    void reply.header('WWW-Authenticate', 'Bearer realm="assistant"');
+    return new UnauthorizedException(error.message);
+  }
+  if (error instanceof KeyChecksExhaustedError) {
+    void reply.header('Retry-After', String(error.retryAfterSeconds));
+    return new HttpException(
+      {
+        statusCode: HttpStatus.TOO_MANY_REQUESTS,
+        error: 'Too Many Requests',
+        message: error.message,
+        retryAfterSeconds: error.retryAfterSeconds,
+      },
+      HttpStatus.TOO_MANY_REQUESTS,
     );
   }
+  return error;
 }

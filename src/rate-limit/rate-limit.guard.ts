@@ -3,6 +3,7 @@ import { ThrottlerGuard, type ThrottlerRequest } from '@nestjs/throttler';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { IdentifiedRequest } from '../access/api-key.guard.js';
 import { PUBLIC_ROUTE_METADATA } from '../access/public-route.decorator.js';
+import { clientAddress } from './client-address.js';
 import { RateLimitExceededException } from './rate-limit-exceeded.exception.js';
 
 /** The window every limit is counted in; the contract's `w=60`. */
@@ -26,9 +27,10 @@ export class RateLimitGuard extends ThrottlerGuard {
     );
   }
 
-  protected override async getTracker(request: Record<string, unknown>): Promise<string> {
-    const keyId = ((request as unknown as FastifyRequest).raw as IdentifiedRequest).apiKeyId;
-    return keyId === undefined ? `address:${await super.getTracker(request)}` : `key:${keyId}`;
+  protected override getTracker(request: Record<string, unknown>): Promise<string> {
+    const fastifyRequest = request as unknown as FastifyRequest;
+    const keyId = (fastifyRequest.raw as IdentifiedRequest).apiKeyId;
+    return Promise.resolve(keyId === undefined ? `address:${clientAddress(fastifyRequest)}` : `key:${keyId}`);
   }
 
   /** One budget per caller across the answer routes (the library's default would keep one per route). */
