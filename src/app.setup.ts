@@ -4,7 +4,9 @@ import { BadRequestException, ValidationPipe } from '@nestjs/common';
 import type { NestApplicationOptions } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
+import type { ConfigType } from '@nestjs/config';
 import { capConnections, KEEP_ALIVE_TIMEOUT_MS, MAX_REQUESTS_PER_SOCKET } from './connection-limits.js';
+import { appConfig } from './config/app.config.js';
 import { trustProxySetting } from './config/rate-limit.config.js';
 import type { TrustProxy } from './config/environment.js';
 import { ApplicationReadiness } from './health/application-readiness.js';
@@ -92,7 +94,7 @@ export function configureApp(app: NestFastifyApplication): NestFastifyApplicatio
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: true }));
   returnRequestIds(app);
   closeConnectionsWhileDraining(app);
-  setUpApiDocumentation(app);
+  setUpApiDocumentation(app, app.get<ConfigType<typeof appConfig>>(appConfig.KEY).docsEnabled);
   return app;
 }
 

@@ -83,6 +83,7 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'ASSISTANT_DEADLINE_SECONDS',
   'HF_HEDGE_AFTER_SECONDS',
   'RATE_LIMIT_CONCURRENT',
+  'DOCS_ENABLED',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];
@@ -645,7 +646,9 @@ describe('deployment artefacts', () => {
         CIRCUIT_BREAKER_FAILURE_RATE: 0,
         CIRCUIT_BREAKER_WINDOW_SECONDS: 30,
         CIRCUIT_BREAKER_MIN_CALLS: 20,
+        DOCS_ENABLED: true,
       });
+      expect(validateEnvironment({ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'k' }).DOCS_ENABLED).toBe(false);
       expect(defaults.METRICS_PORT).toBeUndefined();
       expect(defaults.ASSISTANT_API_KEYS).toBeUndefined();
       expect(String(defaults.TRUST_PROXY)).toBe('false');

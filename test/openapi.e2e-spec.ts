@@ -317,4 +317,52 @@ describe('GET /docs', () => {
     const init = await (await fetch(`${testApp.url}/docs/swagger-ui-init.js`)).text();
     expect(init).toContain('/assistant/query');
   });
+
+  it.each([
+    'package.json',
+    'swagger-ui-bundle.js.map',
+    'swagger-ui.css.map',
+    'swagger-initializer.js',
+    'oauth2-redirect.html',
+    'oauth2-redirect.js',
+    'index.css',
+    'swagger-ui.js',
+    'swagger-ui-es-bundle.js',
+    'absolute-path.js',
+    'README.md',
+    'LICENSE',
+    'NOTICE',
+    '%70ackage.json',
+    'swagger-ui-bundle.js.LICENSE.txt',
+  ])('serves nothing of swagger-ui-dist the page does not load: /docs/%s is a 404', async (file) => {
+    const response = await fetch(`${testApp.url}/docs/${file}`);
+    await response.arrayBuffer();
+    expect(response.status).toBe(404);
+  });
+});
+
+describe('with DOCS_ENABLED=false (the default with NODE_ENV=production)', () => {
+  let withoutDocs: TestApp;
+
+  beforeAll(async () => {
+    withoutDocs = await startTestApp({ HF_ENDPOINT_URL: upstream.url, DOCS_ENABLED: 'false' });
+  });
+  afterAll(async () => {
+    await withoutDocs?.close();
+  });
+
+  it.each(['/docs', '/docs/', '/docs/json', '/docs/swagger-ui-init.js', '/docs/swagger-ui.css', '/docs/swagger-ui-bundle.js'])(
+    'GET %s is a 404',
+    async (path) => {
+      const response = await fetch(`${withoutDocs.url}${path}`);
+      await response.arrayBuffer();
+      expect(response.status).toBe(404);
+    },
+  );
+
+  it('still answers, in the documented shape (the routes’ serializers come from the document, served or not)', async () => {
+    const answered = await ask(withoutDocs.url, { query: 'What does half-open mean?' });
+    expect(answered.status).toBe(200);
+    expectDocumented('post', '/assistant/query', answered);
+  });
 });

@@ -9,6 +9,8 @@ export const appConfig = registerAs('app', () => {
     host: env.HOST,
     /** Set: GET /metrics is served on this port alone. */
     metricsPort: env.METRICS_PORT,
+    /** Swagger UI at /docs and the OpenAPI document at /docs/json. */
+    docsEnabled: env.DOCS_ENABLED,
     /** SIGTERM → readiness 503 at once, keep serving this long so load balancers stop sending, then drain. */
     shutdownDrainMs: env.SHUTDOWN_DRAIN_SECONDS * 1000,
   };

@@ -176,6 +176,21 @@ describe('validateEnvironment', () => {
     },
   );
 
+  it.each<[Record<string, string>, boolean]>([
+    [{}, true],
+    [{ NODE_ENV: 'test' }, true],
+    [{ NODE_ENV: 'production' }, false],
+    [{ NODE_ENV: 'production', DOCS_ENABLED: 'true' }, true],
+    [{ NODE_ENV: 'production', DOCS_ENABLED: '' }, false],
+    [{ DOCS_ENABLED: 'no' }, false],
+  ])('serves the API documentation with %j: DOCS_ENABLED is %s', (raw, enabled) => {
+    expect(validateEnvironment(raw).DOCS_ENABLED).toBe(enabled);
+  });
+
+  it('rejects a DOCS_ENABLED that is not a boolean, naming it', () => {
+    expect(rejectionOf({ DOCS_ENABLED: 'sometimes' }).variable).toBe('DOCS_ENABLED');
+  });
+
   it('never echoes the HF token in its message', () => {
     // A token cannot be invalid as a string, so force the failure on a later variable and check nothing leaks.
     const error = rejectionOf({ HF_TOKEN: 'hf_secret_value', PORT: 'x' });

@@ -311,6 +311,14 @@ export class Environment {
 
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
+
+  /** Serve /docs and /docs/json. Unset: on, but off with NODE_ENV=production (validateEnvironment fills it in). */
+  @IsOptional()
+  // The transforms apply in the order written: an empty value must end unset, not as the word ToBoolean left.
+  @ToBoolean()
+  @EmptyAsUnset()
+  @IsBoolean()
+  DOCS_ENABLED!: boolean;
 }
 
 /** Parses and validates raw variables (strings) into typed values; throws on the first bad one. */
@@ -334,6 +342,7 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
   if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
     throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
   }
+  env.DOCS_ENABLED ??= env.NODE_ENV !== 'production';
   const shared = duplicateBreakerName(targetsOf(env));
   if (shared !== undefined) {
     throw new InvalidEnvironmentError('HF_FALLBACK_MODELS', `two entries would share the breaker "${shared}"; name each model once`);

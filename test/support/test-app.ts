@@ -41,6 +41,8 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   RATE_LIMIT_CONCURRENT: '0',
   TRUST_PROXY: 'false',
   METRICS_PORT: '',
+  // /docs served, as in development (the default is off only with NODE_ENV=production).
+  DOCS_ENABLED: 'true',
   // Quiet test output; a suite that reads the log asks for the level it needs.
   LOG_LEVEL: 'silent',
 };
