@@ -11,6 +11,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseEnv } from 'node:util';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { Deployment, type IDeployment } from 'kubernetes-models/apps/v1/Deployment';
 import { HorizontalPodAutoscaler, type IHorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
@@ -84,6 +85,7 @@ const SHIPPED_PROMISED_VARIABLES: readonly string[] = [
   'HF_HEDGE_AFTER_SECONDS',
   'RATE_LIMIT_CONCURRENT',
   'DOCS_ENABLED',
+  'ASSISTANT_ALLOW_ANONYMOUS',
 ];
 /** Variables the app reads beyond the contract table; the ConfigMap sets them too (the secret ones aside). */
 const EXTRA_VARIABLES: readonly string[] = ['NODE_ENV', ...SHIPPED_PROMISED_VARIABLES];
@@ -332,6 +334,15 @@ const SAMPLE_REDIS_PASSWORD = '5f2c0a9e7b1d4c3a8e6f0b2d9c7a1e3f5b8d0c2a4e6f8b1d3
 const SECRETS_WITH_REDIS: SecretStore = {
   [exampleRedisSecret.metadata?.name ?? 'assistant-redis']: { REDIS_PASSWORD: SAMPLE_REDIS_PASSWORD },
 };
+/** The keys of the example Secret (sha256 forms): with NODE_ENV=production the app needs keys to start. */
+const SAMPLE_API_KEYS = defined(exampleApiKeysSecret.stringData?.ASSISTANT_API_KEYS, 'ASSISTANT_API_KEYS in secret.example.yaml');
+/** Every Secret the pods read, as a cluster would hold them. */
+const SECRETS: SecretStore = {
+  ...SECRETS_WITH_REDIS,
+  [exampleApiKeysSecret.metadata?.name ?? '']: { ASSISTANT_API_KEYS: SAMPLE_API_KEYS },
+};
+/** The ConfigMap's settings with the keys the Secret adds: what the app validates at start-up. */
+const configWithKeys: Record<string, string> = { ...configData, ASSISTANT_API_KEYS: SAMPLE_API_KEYS };
 
 // ---------------------------------------------------------------------------------------------------------------
 // NetworkPolicy semantics (networking.k8s.io/v1), re-stated for the checks below.
@@ -647,6 +658,7 @@ describe('deployment artefacts', () => {
         CIRCUIT_BREAKER_WINDOW_SECONDS: 30,
         CIRCUIT_BREAKER_MIN_CALLS: 20,
         DOCS_ENABLED: true,
+        ASSISTANT_ALLOW_ANONYMOUS: false,
       });
       expect(validateEnvironment({ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'k' }).DOCS_ENABLED).toBe(false);
       expect(defaults.METRICS_PORT).toBeUndefined();
@@ -806,7 +818,7 @@ describe('deployment artefacts', () => {
       const metricsPort = numberFromConfig('METRICS_PORT');
       expect(Number(annotations['prometheus.io/port'])).toBe(metricsPort);
       expect(containerPortOf('metrics', appContainer)).toBe(metricsPort);
-      expect(validateEnvironment({ ...configData }).METRICS_PORT).toBe(metricsPort);
+      expect(validateEnvironment(configWithKeys).METRICS_PORT).toBe(metricsPort);
       expect(metricsPort).not.toBe(configuredPort);
     });
 
@@ -902,19 +914,30 @@ describe('deployment artefacts', () => {
     });
 
     it("passes the app's own environment validation, which would stop start-up on a bad value", () => {
-      const env = validateEnvironment({ ...configData });
+      const env = validateEnvironment(configWithKeys);
       expect(env.PORT).toBe(configuredPort);
       expect(env.NODE_ENV).toBe('production');
       expect(env.SHUTDOWN_DRAIN_SECONDS).toBe(numberFromConfig('SHUTDOWN_DRAIN_SECONDS'));
       expect(env.METRICS_PORT).toBe(numberFromConfig('METRICS_PORT'));
       expect(env.RATE_LIMIT_PER_MINUTE).toBe(120);
+      expect(env.DOCS_ENABLED).toBe(false);
       // The same validation does reject a bad value, so the checks above mean something.
-      expect(() => validateEnvironment({ ...configData, CIRCUIT_BREAKER_TIMEOUT_SECONDS: 'thirty' })).toThrow(
+      expect(() => validateEnvironment({ ...configWithKeys, CIRCUIT_BREAKER_TIMEOUT_SECONDS: 'thirty' })).toThrow(
         /CIRCUIT_BREAKER_TIMEOUT_SECONDS/,
       );
-      expect(() => validateEnvironment({ ...configData, METRICS_PORT: configData.PORT })).toThrow(/METRICS_PORT/);
-      expect(() => validateEnvironment({ ...configData, RATE_LIMIT_PER_MINUTE: '-1' })).toThrow(/RATE_LIMIT_PER_MINUTE/);
-      expect(() => validateEnvironment({ ...configData, TRUST_PROXY: 'the ingress' })).toThrow(/TRUST_PROXY/);
+      expect(() => validateEnvironment({ ...configWithKeys, METRICS_PORT: configData.PORT })).toThrow(/METRICS_PORT/);
+      expect(() => validateEnvironment({ ...configWithKeys, RATE_LIMIT_PER_MINUTE: '-1' })).toThrow(/RATE_LIMIT_PER_MINUTE/);
+      expect(() => validateEnvironment({ ...configWithKeys, TRUST_PROXY: 'the ingress' })).toThrow(/TRUST_PROXY/);
+    });
+
+    it('requires keys: without the Secret’s ASSISTANT_API_KEYS start-up stops naming it, unless ASSISTANT_ALLOW_ANONYMOUS is "true"', () => {
+      expect(configData.ASSISTANT_ALLOW_ANONYMOUS).toBe('false');
+      expect(() => validateEnvironment({ ...configData })).toThrow(/ASSISTANT_API_KEYS: must be set with NODE_ENV=production/);
+      expect(validateEnvironment({ ...configData, ASSISTANT_ALLOW_ANONYMOUS: 'true' }).ASSISTANT_API_KEYS).toBeUndefined();
+      expect(Number(configData.RATE_LIMIT_PER_MINUTE)).toBeGreaterThan(0);
+      // and the manifests say so where an operator looks
+      expect(readFileSync(join(K8S_DIR, 'configmap.yaml'), 'utf8')).toMatch(/API keys are required/);
+      expect(readFileSync(join(K8S_DIR, 'secret.example.yaml'), 'utf8')).toMatch(/assistant-api-keys: required/);
     });
 
     it('its TRUST_PROXY makes the app take the client address the ingress wrote (right-most), not the left-most one a client can forge', async () => {
@@ -1050,7 +1073,7 @@ describe('deployment artefacts', () => {
       expect(names.indexOf('REDIS_PASSWORD')).toBeLessThan(names.indexOf('REDIS_URL'));
       expect(envVar(appContainer, 'REDIS_URL')[0]?.value).toContain('$(REDIS_PASSWORD)');
 
-      const env = containerEnvironment(appContainer, SECRETS_WITH_REDIS);
+      const env = containerEnvironment(appContainer, SECRETS);
       const validated = validateEnvironment(env);
       const url = new URL(defined(validated.REDIS_URL, 'validated REDIS_URL'));
       expect(decodeURIComponent(url.password)).toBe(SAMPLE_REDIS_PASSWORD);
@@ -1084,7 +1107,7 @@ describe('deployment artefacts', () => {
   });
 
   describe('ASSISTANT_API_KEYS', () => {
-    it('comes only from an optional key of the Secret assistant-api-keys: without it no key is needed, with it the app gets the keys', () => {
+    it('comes only from an optional key of the Secret assistant-api-keys: without it the pods start and the app stops naming it, with it the app gets the keys', () => {
       const entries = envVar(appContainer, 'ASSISTANT_API_KEYS');
       expect(entries).toHaveLength(1);
       expect(entries[0]?.value).toBeUndefined();
@@ -1094,10 +1117,11 @@ describe('deployment artefacts', () => {
         optional: true,
       });
       expect(configData).not.toHaveProperty('ASSISTANT_API_KEYS');
-      expect(validateEnvironment(containerEnvironment(appContainer, SECRETS_WITH_REDIS)).ASSISTANT_API_KEYS).toBeUndefined();
-      const keys = defined(exampleApiKeysSecret.stringData?.ASSISTANT_API_KEYS, 'ASSISTANT_API_KEYS in secret.example.yaml');
-      const withKeys = { ...SECRETS_WITH_REDIS, [exampleApiKeysSecret.metadata?.name ?? '']: { ASSISTANT_API_KEYS: keys } };
-      expect(validateEnvironment(containerEnvironment(appContainer, withKeys)).ASSISTANT_API_KEYS).toBe(keys);
+      // No CreateContainerConfigError without the Secret: the app's own line says what to set.
+      const withoutKeys = containerEnvironment(appContainer, SECRETS_WITH_REDIS);
+      expect(withoutKeys).not.toHaveProperty('ASSISTANT_API_KEYS');
+      expect(() => validateEnvironment(withoutKeys)).toThrow(/ASSISTANT_API_KEYS.*ASSISTANT_ALLOW_ANONYMOUS=true/);
+      expect(validateEnvironment(containerEnvironment(appContainer, SECRETS)).ASSISTANT_API_KEYS).toBe(SAMPLE_API_KEYS);
     });
 
     it('the example holds only sha256:<64 hex> forms, never a key a caller would send', () => {
@@ -1179,6 +1203,20 @@ describe('deployment artefacts', () => {
       expect(readme).toContain('TRUST_PROXY');
       for (const secret of [exampleSecret, exampleRedisSecret, exampleApiKeysSecret])
         expect(readme).toContain(`kubectl create secret generic ${secret.metadata?.name ?? ''}`);
+    });
+  });
+
+  describe('.env.production', () => {
+    const text = readFileSync(join(ROOT, '.env.production'), 'utf8');
+    const values = parseEnv(text) as Record<string, string>;
+
+    it('ships a rate limit and says keys are required: without them start-up stops naming ASSISTANT_API_KEYS', () => {
+      expect(Number(values.RATE_LIMIT_PER_MINUTE)).toBeGreaterThan(0);
+      expect(values.ASSISTANT_ALLOW_ANONYMOUS).toBe('false');
+      expect(text).toMatch(/Keys are required/);
+      expect(() => validateEnvironment({ ...values, NODE_ENV: 'production' })).toThrow(/ASSISTANT_API_KEYS/);
+      const env = validateEnvironment({ ...values, NODE_ENV: 'production', ASSISTANT_API_KEYS: SAMPLE_API_KEYS });
+      expect(env.DOCS_ENABLED).toBe(false);
     });
   });
 
@@ -1311,6 +1349,12 @@ describe('deployment artefacts', () => {
       expect(test).toContain(`${READINESS_ROUTE}'`);
       expect(test).not.toContain(CIRCUIT_BREAKER_ROUTE);
       expect(test).toContain(`:${configuredPort}/`);
+    });
+
+    it('serves without keys on the host’s loopback alone: its port is published on 127.0.0.1, keys from the caller’s shell when given', () => {
+      expect(arrayAt(app, 'ports').map(String)).toEqual(['127.0.0.1:3000:3000']);
+      expect(appEnv.ASSISTANT_API_KEYS).toBe('${ASSISTANT_API_KEYS:-}');
+      expect(withComposeDefaults(appEnv.ASSISTANT_ALLOW_ANONYMOUS ?? '')).toBe('true');
     });
 
     it("its settings pass the app's validation and its stop grace period covers the drain and an in-flight model call", () => {

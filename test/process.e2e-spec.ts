@@ -43,6 +43,13 @@ async function get(app: AppProcess, path: string): Promise<Reply> {
   return read(await fetch(`${app.url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) }));
 }
 
+/** The status of GET `path`, its body read and dropped (a 404 is not JSON the way read() expects of answers). */
+async function get404(app: AppProcess, path: string): Promise<number> {
+  const response = await fetch(`${app.url}${path}`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+  await response.arrayBuffer();
+  return response.status;
+}
+
 async function read(response: Response): Promise<Reply> {
   const text = await response.text();
   return { status: response.status, body: JSON.parse(text) as Record<string, unknown>, text };
@@ -114,6 +121,57 @@ describe('a variable that does not parse', () => {
     expect(linesContaining(output, variable)[0]).toContain(says);
     expect(linesContaining(output, 'ERROR')).toHaveLength(1);
     expect(output).not.toContain('    at ');
+  });
+});
+
+describe('NODE_ENV=production (.env.production) and API keys', () => {
+  it('without ASSISTANT_API_KEYS or ASSISTANT_ALLOW_ANONYMOUS=true, stops start-up with exit code 1 and one line saying what to set', async () => {
+    const app = await spawnApp({ NODE_ENV: 'production' });
+
+    const exit = await withinMs(app.exited, EXIT_DEADLINE_MS, 'exit without keys in production');
+
+    expect(exit).toEqual({ code: 1, signal: null });
+    const output = app.output();
+    expect(linesContaining(output, 'ASSISTANT_API_KEYS')).toEqual([
+      expect.stringMatching(/Invalid environment variable ASSISTANT_API_KEYS: .*NODE_ENV=production.*ASSISTANT_ALLOW_ANONYMOUS=true/),
+    ]);
+    expect(linesContaining(output, 'ERROR')).toHaveLength(1);
+    expect(output).not.toContain('    at ');
+  });
+
+  it('with keys: serves them, with the rate limit .env.production ships, and no /docs', async () => {
+    const key = 'production-key-0123456789';
+    const app = await startAppProcess({ NODE_ENV: 'production', ASSISTANT_API_KEYS: key });
+
+    const withoutKey = await ask(app, 'what does half-open mean');
+    const withKey = await fetch(`${app.url}/assistant/query`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ query: 'what does half-open mean' }),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    const docs = await get404(app, '/docs');
+
+    expect(withoutKey.status).toBe(401);
+    expect(withKey.status).toBe(200);
+    await withKey.arrayBuffer();
+    expect(withKey.headers.get('ratelimit-policy')).toMatch(/^"default";q=([1-9]\d*);w=60$/);
+    expect(docs).toBe(404);
+    await expect(withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT')).resolves.toEqual({ code: 0, signal: null });
+  });
+
+  it('with ASSISTANT_ALLOW_ANONYMOUS=true: serves without keys, as asked', async () => {
+    const app = await startAppProcess({ NODE_ENV: 'production', ASSISTANT_ALLOW_ANONYMOUS: 'true' });
+
+    expect((await ask(app, 'what does half-open mean')).status).toBe(200);
+    await expect(withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT')).resolves.toEqual({ code: 0, signal: null });
+  });
+
+  it('development (npm start, .env.development) serves with no keys at all', async () => {
+    const app = await startAppProcess({ NODE_ENV: 'development' });
+
+    expect((await ask(app, 'what does half-open mean')).status).toBe(200);
+    await expect(withinMs(app.kill('SIGINT'), EXIT_DEADLINE_MS, 'exit after SIGINT')).resolves.toEqual({ code: 0, signal: null });
   });
 });
 

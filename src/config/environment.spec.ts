@@ -179,9 +179,9 @@ describe('validateEnvironment', () => {
   it.each<[Record<string, string>, boolean]>([
     [{}, true],
     [{ NODE_ENV: 'test' }, true],
-    [{ NODE_ENV: 'production' }, false],
-    [{ NODE_ENV: 'production', DOCS_ENABLED: 'true' }, true],
-    [{ NODE_ENV: 'production', DOCS_ENABLED: '' }, false],
+    [{ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'k' }, false],
+    [{ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'k', DOCS_ENABLED: 'true' }, true],
+    [{ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'k', DOCS_ENABLED: '' }, false],
     [{ DOCS_ENABLED: 'no' }, false],
   ])('serves the API documentation with %j: DOCS_ENABLED is %s', (raw, enabled) => {
     expect(validateEnvironment(raw).DOCS_ENABLED).toBe(enabled);
@@ -189,6 +189,24 @@ describe('validateEnvironment', () => {
 
   it('rejects a DOCS_ENABLED that is not a boolean, naming it', () => {
     expect(rejectionOf({ DOCS_ENABLED: 'sometimes' }).variable).toBe('DOCS_ENABLED');
+  });
+
+  it.each<[string, Record<string, string>]>([
+    ['no keys', {}],
+    ['an empty ASSISTANT_API_KEYS', { ASSISTANT_API_KEYS: ' ' }],
+    ['ASSISTANT_ALLOW_ANONYMOUS=false', { ASSISTANT_ALLOW_ANONYMOUS: 'false' }],
+  ])('refuses NODE_ENV=production with %s, saying to set ASSISTANT_API_KEYS or ASSISTANT_ALLOW_ANONYMOUS=true', (_case, raw) => {
+    const error = rejectionOf({ NODE_ENV: 'production', ...raw });
+    expect(error.variable).toBe('ASSISTANT_API_KEYS');
+    expect(error.message).toMatch(/NODE_ENV=production.*ASSISTANT_ALLOW_ANONYMOUS=true/);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it('serves without keys in production when asked to, and anywhere else without being asked', () => {
+    expect(validateEnvironment({ NODE_ENV: 'production', ASSISTANT_ALLOW_ANONYMOUS: 'true' }).ASSISTANT_ALLOW_ANONYMOUS).toBe(true);
+    expect(validateEnvironment({ NODE_ENV: 'production', ASSISTANT_API_KEYS: 'alpha-key' }).ASSISTANT_API_KEYS).toBe('alpha-key');
+    expect(validateEnvironment({ NODE_ENV: 'development' }).ASSISTANT_ALLOW_ANONYMOUS).toBe(false);
+    expect(validateEnvironment({ NODE_ENV: 'test' }).ASSISTANT_API_KEYS).toBeUndefined();
   });
 
   it('never echoes the HF token in its message', () => {

@@ -244,6 +244,11 @@ export class Environment {
   @IsString()
   ASSISTANT_API_KEYS?: string;
 
+  /** With NODE_ENV=production, start-up refuses to serve without ASSISTANT_API_KEYS unless this is true. */
+  @ToBoolean()
+  @IsBoolean()
+  ASSISTANT_ALLOW_ANONYMOUS: boolean = false;
+
   /** Answer requests a minute per API key (per client address without keys), across the fleet with Redis; 0 = no limit. */
   @Min(0)
   @Max(1_000_000)
@@ -341,6 +346,12 @@ export function validateEnvironment(raw: Record<string, unknown>): Environment {
   }
   if (env.CACHE_STALE_TTL_SECONDS < env.CACHE_TTL_SECONDS) {
     throw new InvalidEnvironmentError('CACHE_STALE_TTL_SECONDS', `must be at least CACHE_TTL_SECONDS (${env.CACHE_TTL_SECONDS})`);
+  }
+  if (env.NODE_ENV === 'production' && env.ASSISTANT_API_KEYS === undefined && !env.ASSISTANT_ALLOW_ANONYMOUS) {
+    throw new InvalidEnvironmentError(
+      'ASSISTANT_API_KEYS',
+      'must be set with NODE_ENV=production (comma-separated keys, plain or sha256:<hex>), or set ASSISTANT_ALLOW_ANONYMOUS=true to serve without keys',
+    );
   }
   env.DOCS_ENABLED ??= env.NODE_ENV !== 'production';
   const shared = duplicateBreakerName(targetsOf(env));

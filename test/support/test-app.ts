@@ -37,6 +37,7 @@ export const BASE_TEST_ENV: Readonly<Record<string, string>> = {
   ASSISTANT_DEADLINE_SECONDS: '30',
   // Open access unless a suite asks otherwise (process.env outlives each app, so every suite starts from these).
   ASSISTANT_API_KEYS: '',
+  ASSISTANT_ALLOW_ANONYMOUS: 'false',
   RATE_LIMIT_PER_MINUTE: '0',
   RATE_LIMIT_CONCURRENT: '0',
   TRUST_PROXY: 'false',
