@@ -3,6 +3,7 @@ import type { ConfigType } from '@nestjs/config';
 import type { FastifyRequest } from 'fastify';
 import type { IdentifiedRequest } from '../access/api-key.guard.js';
 import { rateLimitConfig } from '../config/rate-limit.config.js';
+import { clientAddress } from './client-address.js';
 
 /** Gives a caller's place back; calling it twice gives back one place. */
 export type ReleaseCallerSlot = () => void;
@@ -46,9 +47,9 @@ export class CallerConcurrency {
   }
 }
 
-/** Who is asking: `key:<key id>` with API keys, else `address:<client address>` (TRUST_PROXY decides which address). */
+/** Who is asking: `key:<key id>` with API keys, else `address:<client address>` by the rate limiter's rule (TRUST_PROXY, IPv6 per /64). */
 export const Caller = createParamDecorator((_data: unknown, context: ExecutionContext): string => {
   const request = context.switchToHttp().getRequest<FastifyRequest>();
   const keyId = (request.raw as IdentifiedRequest).apiKeyId;
-  return keyId === undefined ? `address:${request.ip}` : `key:${keyId}`;
+  return keyId === undefined ? `address:${clientAddress(request)}` : `key:${keyId}`;
 });
