@@ -54,7 +54,8 @@ export function ApiAnswerResponses(): MethodDecorator {
     }),
     ApiTooManyRequestsResponse({
       type: RateLimitExceededDto,
-      description: 'With RATE_LIMIT_PER_MINUTE set: the API key (or, without keys, the client address) spent its budget for now',
+      description:
+        'With RATE_LIMIT_PER_MINUTE set: the API key (or, without keys, the client address) spent its budget for now; with ASSISTANT_API_KEYS: the client address failed too many key checks this minute',
       headers: {
         'Retry-After': { description: 'Seconds until a request will be admitted again', schema: { type: 'integer', minimum: 1 } },
         ...RATE_LIMIT_HEADERS,

@@ -68,7 +68,8 @@ export function ApiChatCompletionResponses(): MethodDecorator {
     }),
     ApiTooManyRequestsResponse({
       type: OpenAiErrorResponseDto,
-      description: 'With RATE_LIMIT_PER_MINUTE set: the caller spent its budget for now (code rate_limit_exceeded)',
+      description:
+        'With RATE_LIMIT_PER_MINUTE set: the caller spent its budget for now; with ASSISTANT_API_KEYS: its address failed too many key checks this minute (code rate_limit_exceeded)',
       headers: { 'Retry-After': RETRY_AFTER },
     }),
     ApiPayloadTooLargeResponse({ type: OpenAiErrorResponseDto, description: 'A body over 64 KiB' }),
