@@ -111,6 +111,13 @@ export function cpuSeconds(pid: number | undefined): number {
   }
 }
 
+/** One run of `load` against `app`, with the app's CPU time per request over it (the paired benches' measurement). */
+export async function measureWithCpu(app: AppProcess, load: Load, seconds: number): Promise<RunSample> {
+  const cpuBefore = cpuSeconds(app.process.pid);
+  const result = await measure(app, load, seconds);
+  return { result, cpuUsPerRequest: ((cpuSeconds(app.process.pid) - cpuBefore) * 1e6) / result.requests.total };
+}
+
 /**
  * pinCpus moves the app's main thread only: its V8 and libuv threads keep the CPUs of the thread that spawned it,
  * both for an app started before the harness pinned itself and CPU 1 (the load generator's) for every later one. Two
@@ -256,23 +263,15 @@ export async function runAccessBench(): Promise<AccessBenchResult> {
         body: JSON.stringify({ query: KNOWN_QUESTION }),
         headers: headersFor(configuration),
       };
-      const cpuBefore = cpuSeconds(app.process.pid);
-      const result = await measure(app, load, seconds);
-      const cpuUsPerRequest = ((cpuSeconds(app.process.pid) - cpuBefore) * 1e6) / result.requests.total;
-      if (warmUp) return { result, cpuUsPerRequest };
-      const sample = samples.get(configuration.name)!;
-      sample.record(result, cpuUsPerRequest);
-      return { result, cpuUsPerRequest };
+      const run = await measureWithCpu(app, load, seconds);
+      if (!warmUp) samples.get(configuration.name)!.record(run.result, run.cpuUsPerRequest);
+      return run;
     };
     await alternateInPairs(
       pairs,
       { rounds: ROUNDS, roundSeconds: ROUND_SECONDS, warmUpSeconds: WARMUP_SECONDS },
       run,
-      (compared, ratio, cpuRatio) => {
-        const sample = samples.get(compared.name)!;
-        sample.ratios.push(ratio);
-        sample.cpuRatios.push(cpuRatio);
-      },
+      (compared, ratio, cpuRatio) => samples.get(compared.name)!.recordRatio(ratio, cpuRatio),
     );
 
     const scenarios: AccessScenarioResult[] = [];

@@ -1,8 +1,8 @@
 import { FakeHfUpstream } from '../test/support/fake-hf-upstream.js';
 import { startAppProcess, type AppProcess } from '../test/support/app-process.js';
 import { pinCpus } from '../test/support/cpu-affinity.js';
-import { cpuSeconds, pinEveryThread } from './access.bench.js';
-import { appEnv, CONNECTIONS, KNOWN_QUESTION, measure, type Load } from './http.bench.js';
+import { measureWithCpu, pinEveryThread } from './access.bench.js';
+import { appEnv, CONNECTIONS, KNOWN_QUESTION, type Load } from './http.bench.js';
 import {
   alternateInPairs,
   type Pair,
@@ -97,23 +97,15 @@ export async function runFailoverBench(): Promise<FailoverBenchResult> {
     const samples = new Map(CONFIGURATIONS.map((c) => [c.name, new PairedSamples()]));
     const load: Load = { method: 'POST', path: '/assistant/query', body: JSON.stringify({ query: KNOWN_QUESTION }), uniqueBodies: true };
     const run = async (configuration: Configuration, app: AppProcess, seconds: number, warmUp = false): Promise<RunSample> => {
-      const cpuBefore = cpuSeconds(app.process.pid);
-      const result = await measure(app, load, seconds);
-      const cpuUsPerRequest = ((cpuSeconds(app.process.pid) - cpuBefore) * 1e6) / result.requests.total;
-      if (warmUp) return { result, cpuUsPerRequest };
-      const sample = samples.get(configuration.name)!;
-      sample.record(result, cpuUsPerRequest);
-      return { result, cpuUsPerRequest };
+      const measured = await measureWithCpu(app, load, seconds);
+      if (!warmUp) samples.get(configuration.name)!.record(measured.result, measured.cpuUsPerRequest);
+      return measured;
     };
     await alternateInPairs(
       pairs,
       { rounds: ROUNDS, roundSeconds: ROUND_SECONDS, warmUpSeconds: WARMUP_SECONDS },
       run,
-      (compared, ratio, cpu) => {
-        const sample = samples.get(compared.name)!;
-        sample.ratios.push(ratio);
-        sample.cpuRatios.push(cpu);
-      },
+      (compared, ratio, cpu) => samples.get(compared.name)!.recordRatio(ratio, cpu),
     );
 
     const scenarios: FailoverScenarioResult[] = [];

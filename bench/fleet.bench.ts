@@ -252,11 +252,7 @@ export async function runFleetBench(): Promise<FleetBenchResult> {
       pairs,
       { rounds: ROUNDS, roundSeconds: ROUND_SECONDS, warmUpSeconds: WARMUP_SECONDS },
       run,
-      (compared, ratio, cpuRatio) => {
-        const sample = samples.get(compared.name)!;
-        sample.ratios.push(ratio);
-        sample.cpuRatios.push(cpuRatio);
-      },
+      (compared, ratio, cpuRatio) => samples.get(compared.name)!.recordRatio(ratio, cpuRatio),
     );
 
     const idle = await idleCommands(redis);

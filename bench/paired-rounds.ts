@@ -13,6 +13,12 @@ export class PairedSamples {
   non2xx = 0;
   errors = 0;
 
+  /** One round's ratios to the baseline: req/s over the baseline's, the baseline's CPU per request over this one's. */
+  recordRatio(ratio: number, cpuRatio: number): void {
+    this.ratios.push(ratio);
+    this.cpuRatios.push(cpuRatio);
+  }
+
   /** One measured run of the configuration: autocannon's result and the app's CPU per request over it. */
   record(result: Result, cpuUsPerRequest: number): void {
     this.requestsPerSecond.push(result.requests.average);
