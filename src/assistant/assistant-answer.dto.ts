@@ -83,6 +83,14 @@ export class AssistantAnswerDto {
   })
   failover?: FailoverEntryDto[];
 
+  @ApiPropertyOptional({
+    type: 'boolean',
+    enum: [true],
+    description:
+      "true when the answer came from another request's model call for the same question, on this replica or another (source llm); absent otherwise",
+  })
+  coalesced?: true;
+
   @ApiPropertyOptional({ format: 'date-time', description: 'When the cached answer was made; present when source is cache' })
   cachedAt?: string;
 

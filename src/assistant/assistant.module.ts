@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
 import { AnswerCacheModule } from '../cache/answer-cache.module.js';
+import { CoalescingModule } from '../coalescing/coalescing.module.js';
 import { assistantConfig } from '../config/assistant.config.js';
 import { rateLimitConfig } from '../config/rate-limit.config.js';
 import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
@@ -18,6 +19,7 @@ import { ClientGoneFilter } from './client-gone.filter.js';
     ConfigModule.forFeature(assistantConfig),
     ConfigModule.forFeature(rateLimitConfig),
     AnswerCacheModule,
+    CoalescingModule,
     HfTextGenModule,
     KnowledgeModule,
   ],

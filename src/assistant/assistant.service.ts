@@ -10,6 +10,8 @@ import type { AnswerEvent } from './answer-events.js';
 import type { AnswerListener } from './answer-listener.js';
 import { type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
 import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
+import { type Claim, FleetLeases, type FleetOutcome } from '../coalescing/fleet-leases.js';
+import { SingleFlight } from '../coalescing/single-flight.js';
 import { type Asked, askTargets, failoverEntry, type FailoverOptions } from './failover.js';
 import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
 import { DEFAULT_TOP_K } from './query.dto.js';
@@ -27,6 +29,23 @@ interface Outage {
   retryAfterSeconds: number;
 }
 
+/** What the chain knows of a question once the fresh cache missed. */
+interface Question {
+  query: string;
+  key: string;
+  cached?: CachedAnswer;
+  excerpts: Excerpt[];
+  hasFallback: boolean;
+}
+
+/** Who a request is in its question's flight: the one whose call it is, or one waiting for that call. */
+type Role = 'leader' | 'follower';
+
+/** A lease outlives the request's deadline by this much, so a replica that dies mid-call frees it soon. */
+const LEASE_MARGIN_MS = 1000;
+const ALONE: Claim = { kind: 'alone' };
+const ABANDONED: FleetOutcome = { kind: 'abandoned' };
+
 /**
  * Answers a question through one chain (the contract's order of answers): fresh cache → the model targets in order
  * → stale cache → excerpts → unavailable (503). `answer` and `stream` are the same chain; the transports only format
@@ -36,15 +55,27 @@ interface Outage {
 export class AssistantService {
   private readonly failover: FailoverOptions;
   private readonly listeners = new Set<AnswerListener>();
+  /** ASSISTANT_COALESCE: identical questions in flight share one model call. */
+  private readonly coalesce: boolean;
+  private readonly flights = new SingleFlight<AnswerEvent>();
+  private readonly leaseMs: number;
 
   constructor(
     private readonly cache: AnswerCache,
     private readonly knowledge: KnowledgeBase,
     private readonly targets: ModelTargets,
     private readonly callers: CallerConcurrency,
+    private readonly fleet: FleetLeases,
     @Inject(assistantConfig.KEY) config: ConfigType<typeof assistantConfig>,
   ) {
     this.failover = { deadlineMs: config.deadlineMs, hedgeAfterMs: config.hedgeAfterMs };
+    this.coalesce = config.coalesce;
+    this.leaseMs = config.deadlineMs + LEASE_MARGIN_MS;
+  }
+
+  /** Questions whose model call is in flight on this replica now (each shared by every identical request). */
+  get flightsInTheAir(): number {
+    return this.flights.size;
   }
 
   /** Tells `listener` of every answer, 503 and streamed answer's end, until the returned function is called. */
@@ -79,7 +110,7 @@ export class AssistantService {
     signal: AbortSignal | undefined,
     streamed: boolean,
     caller?: string,
-  ) {
+  ): AsyncGenerator<AnswerEvent, void, undefined> {
     const key = this.cacheKey(query, topK);
     const cached = await this.cache.lookup(key);
     if (cached && this.cache.isFresh(cached)) {
@@ -92,51 +123,183 @@ export class AssistantService {
     }
 
     const excerpts = this.knowledge.search(query, topK);
-    const hasFallback = cached !== undefined || excerpts.length > 0;
-    if (streamed && hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
-    // The caller's place among its model calls in flight, held until the answer is done (a stream: until it ends).
-    const release = this.callers.tryAcquire(caller);
-    try {
-      const asked: Asked = release
-        ? await askTargets(this.targets.list, buildPrompt(query, excerpts), signal, streamed, this.failover)
-        : { answered: false, passed: [] };
-      yield* this.fromTargets(asked, { key, cached, excerpts, hasFallback, signal });
-    } finally {
-      release?.();
+    const question: Question = { query, key, cached, excerpts, hasFallback: cached !== undefined || excerpts.length > 0 };
+    // Joining the flight in the air, or starting one, happens within one turn: two identical questions never both lead.
+    const seat = this.coalesce ? this.flights.join(key, signal) : undefined;
+    if (seat) {
+      // A follower makes no model call, so it holds no place among its caller's (RATE_LIMIT_CONCURRENT).
+      yield* this.delivered(seat, question, streamed, 'follower');
+      return;
     }
+    // The caller's place among its model calls in flight, held until the call is done (a stream: until it ends).
+    const release = this.callers.tryAcquire(caller);
+    if (!release) {
+      yield* this.delivered(this.overloaded(question), question, streamed, 'leader');
+      return;
+    }
+    if (this.coalesce) {
+      const ask = (flightSignal: AbortSignal) => this.fromFleetOrModel(question, flightSignal, streamed);
+      yield* this.delivered(this.flights.start(key, ask, { signal, afterwards: release }), question, streamed, 'leader');
+      return;
+    }
+    try {
+      yield* this.delivered(this.fromModel(question, signal, streamed), question, streamed, 'leader');
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * One request's view of its question's answer: its own excerpts event (at once when there is a fallback, else just
+   * before the first token, so that a 503 can still come before any event), the call's tokens when it streams, and
+   * the done event, told to the listeners for this request. A follower's answer from the model is `coalesced`.
+   */
+  private async *delivered(
+    events: (AsyncIterable<AnswerEvent> | Iterable<AnswerEvent>) & { leave?: () => void },
+    question: Question,
+    streamed: boolean,
+    role: Role,
+  ): AsyncGenerator<AnswerEvent, void, undefined> {
+    let excerptsSent = false;
+    let tokens = 0;
+    const excerptsOnce = (): AnswerEvent[] => {
+      if (!streamed || excerptsSent) return [];
+      excerptsSent = true;
+      return [{ type: 'excerpts', excerpts: question.excerpts }];
+    };
+    try {
+      if (question.hasFallback) yield* excerptsOnce();
+      for await (const event of events) {
+        if (event.type === 'excerpts') continue;
+        if (event.type === 'token') {
+          if (!streamed) continue;
+          yield* excerptsOnce();
+          tokens++;
+          yield event;
+          continue;
+        }
+        const { answer } = event;
+        // A JSON follower of a streamed call that broke off: a partial answer is no JSON answer, the fallbacks are.
+        if (!streamed && answer.fallbackReason === 'interrupted') {
+          yield this.done(this.fallback(question, { reason: 'upstream_error', retryAfterSeconds: answer.retryAfterSeconds ?? 1 }));
+          return;
+        }
+        yield* excerptsOnce();
+        // A streamed follower of a JSON call (or an answer another replica cached): the whole text as one token.
+        if (streamed && tokens === 0 && answer.source === 'llm' && !answer.degraded && answer.answer !== '')
+          yield {
+            type: 'token',
+            text: answer.answer,
+            ...(answer.model !== undefined ? { model: answer.model } : {}),
+          } satisfies AnswerEvent;
+        yield this.done(this.asSeenBy(role, answer));
+      }
+    } catch (error) {
+      if (error instanceof UpstreamUnavailableError) this.tell((listener) => listener.unavailable(error.reason));
+      throw error;
+    } finally {
+      // Gone before reading its seat's events (the client left at the excerpts): the flight must not wait for it.
+      events.leave?.();
+    }
+  }
+
+  /** A follower's answer from the model is marked coalesced; a leader's is when it came from another replica's call. */
+  private asSeenBy(role: Role, answer: AssistantAnswer): AssistantAnswer {
+    if (answer.source !== 'llm') return answer;
+    if (role === 'follower') {
+      this.tell((listener) => listener.coalesced('replica'));
+      return { ...answer, coalesced: true };
+    }
+    if (answer.coalesced) this.tell((listener) => listener.coalesced('fleet'));
+    return answer;
+  }
+
+  /**
+   * With REDIS_URL, the question's lease first: another replica holding it means waiting for its answer to reach the
+   * cache (its failure: the fallbacks at once; the wait running out: asking the model here). This replica asking
+   * holds the lease and gives it back with how the call went, which wakes the other replicas' waits.
+   */
+  private async *fromFleetOrModel(
+    question: Question,
+    signal: AbortSignal,
+    streamed: boolean,
+  ): AsyncGenerator<AnswerEvent, void, undefined> {
+    let claim = this.fleet.enabled ? await this.fleet.claim(question.key, this.leaseMs) : ALONE;
+    if (claim.kind === 'held') {
+      const timedOut = () => this.tell((listener) => listener.coalesceWaitTimedOut());
+      const waited = await this.fleet.wait(question.key, claim.ttlMs, () => this.freshEntry(question.key), signal, timedOut);
+      if (waited.kind === 'answered') {
+        yield { type: 'done', answer: { ...this.fromFleet(waited.value), coalesced: true } };
+        return;
+      }
+      if (waited.kind === 'failed') {
+        yield { type: 'done', answer: this.fallback(question, waited.outcome) };
+        return;
+      }
+      // Its holder died, gave up or runs long: this replica asks, holding the lease if it is free now.
+      claim = await this.fleet.claim(question.key, this.leaseMs);
+    }
+    if (claim.kind !== 'owner') {
+      yield* this.fromModel(question, signal, streamed);
+      return;
+    }
+    const { lease } = claim;
+    let outcome = ABANDONED;
+    try {
+      for await (const event of this.fromModel(question, signal, streamed)) {
+        if (event.type === 'done') {
+          outcome = fleetOutcomeOf(event.answer);
+          // Given back before the answer is passed on: the other replicas' waits wake as soon as it is cached.
+          await lease.release(outcome);
+        }
+        yield event;
+      }
+    } catch (error) {
+      if (error instanceof UpstreamUnavailableError)
+        outcome = { kind: 'failed', reason: error.reason, retryAfterSeconds: error.retryAfterSeconds };
+      throw error;
+    } finally {
+      await lease.release(outcome);
+    }
+  }
+
+  /** The model targets, then what they came to: their answer (streamed as it comes, and cached), or the fallbacks. */
+  private async *fromModel(
+    question: Question,
+    signal: AbortSignal | undefined,
+    streamed: boolean,
+  ): AsyncGenerator<AnswerEvent, void, undefined> {
+    const asked = await askTargets(this.targets.list, buildPrompt(question.query, question.excerpts), signal, streamed, this.failover);
+    yield* this.fromTargets(asked, question, signal);
+  }
+
+  /** No target asked: this caller has RATE_LIMIT_CONCURRENT model calls in flight already. */
+  private *overloaded(question: Question): Generator<AnswerEvent, void, undefined> {
+    yield { type: 'done', answer: this.fallback(question, CALLER_OVERLOADED) };
   }
 
   /** The rest of the chain, once the targets were asked: their answer (streamed as it comes), or the fallbacks. */
   private async *fromTargets(
     asked: Asked,
-    {
-      key,
-      cached,
-      excerpts,
-      hasFallback,
-      signal,
-    }: { key: string; cached?: CachedAnswer; excerpts: Excerpt[]; hasFallback: boolean; signal?: AbortSignal },
+    question: Question,
+    signal: AbortSignal | undefined,
   ): AsyncGenerator<AnswerEvent, void, undefined> {
+    const { key, excerpts } = question;
     const failover = asked.passed.length > 0 ? { failover: asked.passed.map(failoverEntry) } : {};
     if (!asked.answered) {
-      // No target asked: this caller has RATE_LIMIT_CONCURRENT model calls in flight already.
-      const outage = asked.passed.length > 0 ? this.outageOf(asked.passed) : CALLER_OVERLOADED;
-      if (cached) yield this.done(this.fromStaleCache(cached, outage));
-      else if (excerpts.length > 0) yield this.done(this.fromExcerpts(excerpts, outage));
-      else throw this.unavailable(outage);
+      yield { type: 'done', answer: this.fallback(question, this.outageOf(asked.passed)) };
       return;
     }
     const { model } = asked;
     if ('text' in asked) {
       await this.cache.store(key, { answer: asked.text, excerpts, model });
-      yield this.done(this.respond({ answer: asked.text, source: 'llm', excerpts, model, ...failover }));
+      yield { type: 'done', answer: this.respond({ answer: asked.text, source: 'llm', excerpts, model, ...failover }) };
       return;
     }
 
     const pieces = asked.pieces;
     let text = '';
     try {
-      if (!hasFallback) yield { type: 'excerpts', excerpts } satisfies AnswerEvent;
       for (;;) {
         let read: IteratorResult<string>;
         try {
@@ -147,7 +310,7 @@ export class AssistantService {
             reason: 'interrupted',
             retryAfterSeconds: error instanceof TargetPassedError ? error.retryAfterSeconds : 1,
           };
-          yield this.done(this.respond({ answer: text, source: 'llm', excerpts, model, ...failover }, outage));
+          yield { type: 'done', answer: this.respond({ answer: text, source: 'llm', excerpts, model, ...failover }, outage) };
           return;
         }
         if (read.done) break;
@@ -159,7 +322,20 @@ export class AssistantService {
       await pieces.return?.();
     }
     await this.cache.store(key, { answer: text.trim(), excerpts, model });
-    yield this.done(this.respond({ answer: text.trim(), source: 'llm', excerpts, model, ...failover }));
+    yield { type: 'done', answer: this.respond({ answer: text.trim(), source: 'llm', excerpts, model, ...failover }) };
+  }
+
+  /** The model did not answer: a stale cached answer, else the excerpts, else UpstreamUnavailableError (the 503). */
+  private fallback({ cached, excerpts }: Question, outage: Outage): AssistantAnswer {
+    if (cached) return this.respond(cachedBody(cached), outage);
+    if (excerpts.length > 0) return this.respond({ answer: answerFromExcerpts(excerpts), source: 'excerpts', excerpts }, outage);
+    throw new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.targets.first.circuit);
+  }
+
+  /** A fresh entry for `key` (another replica's answer reaching the cache), or undefined. */
+  private async freshEntry(key: string): Promise<CachedAnswer | undefined> {
+    const entry = await this.cache.lookup(key);
+    return entry && this.cache.isFresh(entry) ? entry : undefined;
   }
 
   /** Tells the listeners how a streamed answer went: its first token, and how it ended. */
@@ -184,14 +360,11 @@ export class AssistantService {
     }
   }
 
+  /** One request's answer: told to the listeners, and a fallback's counted on the first target's breaker. */
   private done(answer: AssistantAnswer): AnswerEvent {
+    if (answer.degraded && answer.source !== 'llm') this.targets.first.breaker.recordFallback();
     this.tell((listener) => listener.answered(answer));
     return { type: 'done', answer };
-  }
-
-  private unavailable(outage: Outage): UpstreamUnavailableError {
-    this.tell((listener) => listener.unavailable(outage.reason));
-    return new UpstreamUnavailableError(outage.reason, outage.retryAfterSeconds, this.targets.first.circuit);
   }
 
   private tell(notify: (listener: AnswerListener) => void): void {
@@ -212,14 +385,14 @@ export class AssistantService {
     return this.respond({ ...cachedBody(cached) });
   }
 
-  private fromStaleCache(cached: CachedAnswer, outage: Outage): AssistantAnswer {
-    this.targets.first.breaker.recordFallback();
-    return this.respond(cachedBody(cached), outage);
-  }
-
-  private fromExcerpts(excerpts: Excerpt[], outage: Outage): AssistantAnswer {
-    this.targets.first.breaker.recordFallback();
-    return this.respond({ answer: answerFromExcerpts(excerpts), source: 'excerpts', excerpts }, outage);
+  /** Another replica's answer to the same question, as it reached the cache: the model's answer, not a cached one. */
+  private fromFleet(entry: CachedAnswer): AssistantAnswer {
+    return this.respond({
+      answer: entry.answer,
+      source: 'llm',
+      excerpts: entry.excerpts,
+      ...(entry.model !== undefined ? { model: entry.model } : {}),
+    });
   }
 
   private respond(
@@ -253,6 +426,13 @@ export class AssistantService {
 
 /** A caller over RATE_LIMIT_CONCURRENT: a place frees the moment one of its calls ends. */
 const CALLER_OVERLOADED: Outage = { reason: 'overloaded', retryAfterSeconds: 1 };
+
+/** What a lease holder's call came to, for the replicas waiting on it: an answer only when it was cached. */
+function fleetOutcomeOf(answer: AssistantAnswer): FleetOutcome {
+  if (!answer.degraded) return { kind: 'answered' };
+  const reason = answer.fallbackReason === 'interrupted' || answer.fallbackReason === null ? 'upstream_error' : answer.fallbackReason;
+  return { kind: 'failed', reason, retryAfterSeconds: answer.retryAfterSeconds ?? 1 };
+}
 
 function cachedBody(cached: CachedAnswer): Pick<AssistantAnswer, 'answer' | 'source' | 'excerpts' | 'cachedAt' | 'model'> {
   return {

@@ -6,7 +6,7 @@ import { Keyv } from 'keyv';
 import type { cacheConfig } from '../config/cache.config.js';
 import { AnswerCache } from './answer-cache.js';
 
-const CONFIG: ConfigType<typeof cacheConfig> = { redisUrl: undefined, freshTtlMs: 60_000, staleTtlMs: 3_600_000 };
+const CONFIG: ConfigType<typeof cacheConfig> = { redisUrl: undefined, freshTtlMs: 60_000, staleTtlMs: 3_600_000, coalesceWaitMs: 10_000 };
 const ANSWER = { answer: 'One trial call goes through.', excerpts: [] };
 
 /** A Map-shaped Keyv store that never answers, like a Redis that accepted the connection and then hung. */

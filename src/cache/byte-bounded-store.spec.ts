@@ -6,7 +6,7 @@ import type { Excerpt } from '../knowledge/excerpt.js';
 import { AnswerCache } from './answer-cache.js';
 import { ByteBoundedStore, MEMORY_CACHE_MAX_BYTES, memoryKeyv } from './byte-bounded-store.js';
 
-const CONFIG: ConfigType<typeof cacheConfig> = { redisUrl: undefined, freshTtlMs: 60_000, staleTtlMs: 3_600_000 };
+const CONFIG: ConfigType<typeof cacheConfig> = { redisUrl: undefined, freshTtlMs: 60_000, staleTtlMs: 3_600_000, coalesceWaitMs: 10_000 };
 
 /** The embedded answer cache as the module builds it, over a store of `maxBytes`. */
 function embeddedCache(maxBytes = MEMORY_CACHE_MAX_BYTES, config = CONFIG): { answers: AnswerCache; store: ByteBoundedStore } {

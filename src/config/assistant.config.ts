@@ -9,5 +9,7 @@ export const assistantConfig = registerAs('assistant', () => {
     deadlineMs: Math.round(env.ASSISTANT_DEADLINE_SECONDS * 1000),
     /** A target without a first token this long gets a hedge; 0 = off (HF_HEDGE_AFTER_SECONDS). */
     hedgeAfterMs: Math.round(env.HF_HEDGE_AFTER_SECONDS * 1000),
+    /** Identical questions in flight share one model call (ASSISTANT_COALESCE). */
+    coalesce: env.ASSISTANT_COALESCE,
   };
 });

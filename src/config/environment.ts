@@ -314,6 +314,18 @@ export class Environment {
   @IsNumber()
   HF_HEDGE_AFTER_SECONDS: number = 0;
 
+  /** Identical questions in flight share one model call (on this replica, and across the fleet with REDIS_URL). */
+  @ToBoolean()
+  @IsBoolean()
+  ASSISTANT_COALESCE: boolean = true;
+
+  /** With REDIS_URL: how long a replica waits for another replica's answer to the same question; 0 = it never waits. */
+  @Max(MAX_TIMER_SECONDS)
+  @Min(0)
+  @EmptyIsNotANumber()
+  @IsNumber()
+  CACHE_COALESCE_WAIT_SECONDS: number = 10;
+
   @IsIn(LOG_LEVELS)
   LOG_LEVEL: LogLevel = 'info';
 

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } fro
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { AnswerSource, AssistantAnswerDto } from '../assistant/assistant-answer.dto.js';
 import type { FallbackReason } from '../assistant/assistant.errors.js';
-import type { AnswerListener, StreamOutcome } from '../assistant/answer-listener.js';
+import type { AnswerListener, CoalescingScope, StreamOutcome } from '../assistant/answer-listener.js';
 import { AssistantService } from '../assistant/assistant.service.js';
 import { METRICS_REGISTRY } from './metrics.constants.js';
 
@@ -15,6 +15,8 @@ export class AnswerMetrics implements AnswerListener, OnModuleInit, OnApplicatio
   private readonly answers: Counter<'source' | 'fallback_reason' | 'model'>;
   private readonly firstTokens: Histogram<'source'>;
   private readonly streams: Counter<'outcome'>;
+  private readonly coalescedRequests: Counter<'scope'>;
+  private readonly coalesceWaitTimeouts: Counter;
   private stopObserving?: () => void;
 
   constructor(
@@ -38,6 +40,17 @@ export class AnswerMetrics implements AnswerListener, OnModuleInit, OnApplicatio
       name: 'assistant_streams_total',
       help: 'Streamed answers by how they ended: completed (done), interrupted (done with a partial answer), abandoned (no done: the client left)',
       labelNames: ['outcome'],
+      registers: [registry],
+    });
+    this.coalescedRequests = new Counter({
+      name: 'assistant_coalesced_requests_total',
+      help: "Answers that came from another request's model call for the same question (ASSISTANT_COALESCE), by scope: replica (a call in flight on this replica) or fleet (another replica's call, through Redis)",
+      labelNames: ['scope'],
+      registers: [registry],
+    });
+    this.coalesceWaitTimeouts = new Counter({
+      name: 'assistant_coalesce_wait_timeouts_total',
+      help: "Waits for another replica's answer to the same question that ran out (CACHE_COALESCE_WAIT_SECONDS, or the holder's lease expired), after which this replica asked the model itself",
       registers: [registry],
     });
   }
@@ -64,5 +77,13 @@ export class AnswerMetrics implements AnswerListener, OnModuleInit, OnApplicatio
 
   streamEnded(outcome: StreamOutcome): void {
     this.streams.inc({ outcome });
+  }
+
+  coalesced(scope: CoalescingScope): void {
+    this.coalescedRequests.inc({ scope });
+  }
+
+  coalesceWaitTimedOut(): void {
+    this.coalesceWaitTimeouts.inc();
   }
 }

@@ -3,7 +3,7 @@ import { ChatCompletionRequestPipe } from './chat-completion-request.pipe.js';
 import { InvalidChatRequestError } from './openai.errors.js';
 
 const MAX_QUERY_LENGTH = 40;
-const pipe = new ChatCompletionRequestPipe({ maxQueryLength: MAX_QUERY_LENGTH, deadlineMs: 30_000, hedgeAfterMs: 0 });
+const pipe = new ChatCompletionRequestPipe({ maxQueryLength: MAX_QUERY_LENGTH, deadlineMs: 30_000, hedgeAfterMs: 0, coalesce: true });
 
 /** The error the pipe refuses `body` with, as its fields. */
 function refusal(body: unknown): Pick<InvalidChatRequestError, 'param' | 'code' | 'message'> {

@@ -70,7 +70,7 @@ export function chatCompletionChunks(firstModel: string): AnswerEventFormatter {
   };
 }
 
-function assistantExtension({ answer: _answer, ...provenance }: AssistantAnswerDto): AssistantExtensionDto {
+function assistantExtension({ answer: _answer, coalesced: _coalesced, ...provenance }: AssistantAnswerDto): AssistantExtensionDto {
   return provenance;
 }
 

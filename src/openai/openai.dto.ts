@@ -45,8 +45,11 @@ export class ChatCompletionRequestDto {
   temperature?: number;
 }
 
-/** What the assistant adds to a completion (and to the last chunk of a stream): the answer's provenance. */
-export class AssistantExtensionDto extends OmitType(AssistantAnswerDto, ['answer'] as const) {}
+/**
+ * What the assistant adds to a completion (and to the last chunk of a stream): the answer's provenance. A coalesced
+ * answer is the same completion as its leader's: `coalesced` is not part of OpenAI's shape here.
+ */
+export class AssistantExtensionDto extends OmitType(AssistantAnswerDto, ['answer', 'coalesced'] as const) {}
 
 export class ChatCompletionMessageDto {
   @ApiProperty({ type: 'string', enum: ['assistant'] })

@@ -8,7 +8,7 @@ import { RedisConnection } from './redis-connection.js';
 
 // The connection on its own, with nobody listening on its port; a real redis-server is in test/redis-cache.redis.e2e-spec.ts.
 
-const TTLS = { freshTtlMs: 60_000, staleTtlMs: 3_600_000 };
+const TTLS = { freshTtlMs: 60_000, staleTtlMs: 3_600_000, coalesceWaitMs: 10_000 };
 
 function config(redisUrl: string | undefined): ConfigType<typeof cacheConfig> {
   return { redisUrl, ...TTLS };
