@@ -16,6 +16,7 @@ function answer(overrides: Partial<AssistantAnswerDto>): AssistantAnswerDto {
 /** Stands in for AssistantService: the listeners it was given, to tell them what the service would. */
 class ObservedAssistant {
   readonly listeners = new Set<AnswerListener>();
+  flightsInTheAir = 0;
   observe(listener: AnswerListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -59,6 +60,19 @@ describe('AnswerMetrics, listening to the assistant', () => {
   it('counts a 503 as source "unavailable" with its reason', async () => {
     assistant.tell((listener) => listener.unavailable('circuit_open'));
     expect(await answersTotal()).toEqual({ 'unavailable/circuit_open/none': 1 });
+  });
+
+  it('counts coalesced answers by scope, waits that ran out, and shows the flights in the air', async () => {
+    assistant.tell((listener) => listener.coalesced('replica'));
+    assistant.tell((listener) => listener.coalesced('replica'));
+    assistant.tell((listener) => listener.coalesced('fleet'));
+    assistant.tell((listener) => listener.coalesceWaitTimedOut());
+    assistant.flightsInTheAir = 2;
+    const text = await registry.metrics();
+    expect(text).toMatch(/^assistant_coalesced_requests_total\{scope="replica"\} 2$/m);
+    expect(text).toMatch(/^assistant_coalesced_requests_total\{scope="fleet"\} 1$/m);
+    expect(text).toMatch(/^assistant_coalesce_wait_timeouts_total 1$/m);
+    expect(text).toMatch(/^assistant_coalescing_flights 2$/m);
   });
 
   it('stops listening at shutdown', async () => {

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AnswerSource, AssistantAnswerDto } from '../assistant/assistant-answer.dto.js';
 import type { FallbackReason } from '../assistant/assistant.errors.js';
 import type { AnswerListener, CoalescingScope, StreamOutcome } from '../assistant/answer-listener.js';
@@ -47,6 +47,15 @@ export class AnswerMetrics implements AnswerListener, OnModuleInit, OnApplicatio
       help: "Answers that came from another request's model call for the same question (ASSISTANT_COALESCE), by scope: replica (a call in flight on this replica) or fleet (another replica's call, through Redis)",
       labelNames: ['scope'],
       registers: [registry],
+    });
+    const flightsInTheAir = (): number => this.assistant.flightsInTheAir;
+    new Gauge({
+      name: 'assistant_coalescing_flights',
+      help: 'Questions whose model call is in flight on this replica now, each shared by every identical request (ASSISTANT_COALESCE)',
+      registers: [registry],
+      collect() {
+        this.set(flightsInTheAir());
+      },
     });
     this.coalesceWaitTimeouts = new Counter({
       name: 'assistant_coalesce_wait_timeouts_total',
