@@ -46,6 +46,7 @@ describe('AssistantService.answer', () => {
       CACHE_TTL_SECONDS: '60',
       CACHE_STALE_TTL_SECONDS: '3600',
       REDIS_URL: '',
+      ASSISTANT_COALESCE: 'true',
       ...env,
     });
     moduleRef = await Test.createTestingModule({
@@ -203,6 +204,88 @@ describe('AssistantService.answer', () => {
     expect(answer).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_unconfigured', retryAfterSeconds: 30 });
     expect(upstream.calls).toBe(0);
     expect(breakers.get('huggingface').state).toBe('closed');
+  });
+
+  describe('coalescing identical questions (ASSISTANT_COALESCE)', () => {
+    const three = (query: string, signals: Array<AbortSignal | undefined> = []) =>
+      Promise.allSettled([0, 1, 2].map((i) => assistant.answer({ query }, signals[i])));
+
+    it('answers three identical questions with one model call, and drops the flight once it is answered', async () => {
+      await start();
+      upstream.setFault({ kind: 'ok', latencyMs: 200, answer: 'Shared.' });
+      const answers = await three(KNOWN);
+      expect(answers.map((a) => a.status === 'fulfilled' && [a.value.answer, a.value.coalesced])).toEqual([
+        ['Shared.', undefined],
+        ['Shared.', true],
+        ['Shared.', true],
+      ]);
+      expect(upstream.calls).toBe(1);
+      expect(assistant.flightsInTheAir).toBe(0);
+    });
+
+    it("tells the listeners of each request, and counts each follower's fallback on the breaker", async () => {
+      await start();
+      const told: string[] = [];
+      assistant.observe({
+        answered: (answer) => told.push(`answered:${answer.source}`),
+        unavailable: (reason) => told.push(`unavailable:${reason}`),
+        firstToken: () => undefined,
+        streamEnded: () => undefined,
+        coalesced: (scope) => told.push(`coalesced:${scope}`),
+        coalesceWaitTimedOut: () => told.push('timed out'),
+      });
+      upstream.setFault({ kind: 'error500', latencyMs: 200 });
+      await three(KNOWN);
+      expect(told).toEqual(['answered:excerpts', 'answered:excerpts', 'answered:excerpts']);
+      expect(breakers.get('huggingface').snapshot().stats.fallbacks).toBe(3);
+      told.length = 0;
+      const unavailable = await three(UNKNOWN);
+      expect(unavailable.every((a) => a.status === 'rejected' && a.reason instanceof UpstreamUnavailableError)).toBe(true);
+      expect(told).toEqual(['unavailable:upstream_error', 'unavailable:upstream_error', 'unavailable:upstream_error']);
+      expect(upstream.calls).toBe(2);
+      expect(assistant.flightsInTheAir).toBe(0);
+    });
+
+    it('aborts the call once every request for it has gone, and drops the flight', async () => {
+      await start({ CIRCUIT_BREAKER_TIMEOUT_SECONDS: '5' });
+      upstream.setFault({ kind: 'hang' });
+      const gone = [new AbortController(), new AbortController(), new AbortController()];
+      const answers = three(
+        KNOWN,
+        gone.map((controller) => controller.signal),
+      );
+      await upstream.waitForCalls(1);
+      gone[0].abort(new Error('leader gone'));
+      gone[1].abort(new Error('follower gone'));
+      expect(assistant.flightsInTheAir).toBe(1);
+      gone[2].abort(new Error('last gone'));
+      expect((await answers).map((a) => a.status === 'rejected' && (a.reason as Error).message)).toEqual([
+        'leader gone',
+        'follower gone',
+        'last gone',
+      ]);
+      expect(assistant.flightsInTheAir).toBe(0);
+      await upstream.waitForInFlight(0);
+      expect(breakers.get('huggingface').snapshot().stats.failures).toBe(0);
+    });
+
+    it('drops the flight of a streamed leader that leaves at its excerpts event, before the model was asked', async () => {
+      await start();
+      const events = assistant.stream({ query: KNOWN });
+      expect((await events.next()).value).toMatchObject({ type: 'excerpts' });
+      expect(assistant.flightsInTheAir).toBe(1);
+      await events.return();
+      expect(assistant.flightsInTheAir).toBe(0);
+      expect(upstream.calls).toBe(0);
+    });
+
+    it('makes one call per request with ASSISTANT_COALESCE=false', async () => {
+      await start({ ASSISTANT_COALESCE: 'false' });
+      upstream.setFault({ kind: 'ok', latencyMs: 200, answer: 'Each its own.' });
+      const answers = await three(KNOWN);
+      expect(answers.every((a) => a.status === 'fulfilled' && a.value.coalesced === undefined)).toBe(true);
+      expect(upstream.calls).toBe(3);
+    });
   });
 
   it('keeps calling the model on every request, never failing fast, with the breaker disabled', async () => {
