@@ -195,6 +195,26 @@ describe('one replica, ASSISTANT_COALESCE=true', () => {
       expect({ status, reason: (body as unknown as { reason: string }).reason }).toEqual({ status: 503, reason: 'upstream_error' });
   });
 
+  it('gives a JSON follower of a stream that broke off the fallbacks, and a streaming follower the same interrupted events', async () => {
+    upstream.setFault({
+      kind: 'cutMidStream',
+      afterTokens: 2,
+      tokenIntervalMs: 200,
+      latencyMs: 500,
+      answer: 'This stream will not end well at all.',
+    });
+    const query = freshQuestion();
+    const leader = stream(app, query);
+    await upstream.waitForCalls(1, HTTP_TIMEOUT_MS);
+    const [jsonFollower, streamFollower] = await Promise.all([ask(app, query), stream(app, query)]);
+    const leaderEvents = (await leader).events;
+
+    expect(doneOf(leaderEvents)).toMatchObject({ source: 'llm', degraded: true, fallbackReason: 'interrupted' });
+    expect(withoutCoalesced(streamFollower.events)).toEqual(withoutCoalesced(leaderEvents));
+    expect(jsonFollower.body).toMatchObject({ source: 'excerpts', degraded: true, fallbackReason: 'upstream_error' });
+    expect(upstream.callsFor(MODEL)).toBe(1);
+  });
+
   it("lets the call finish when the leader's client leaves while followers wait, and caches its answer", async () => {
     upstream.setFault({ kind: 'ok', latencyMs: LATENCY_MS, answer: 'Finished for the followers.' });
     const query = freshQuestion();

@@ -125,6 +125,16 @@ describe('three replicas on one Redis', () => {
     expect(performance.now() - started).toBeLessThan(8000);
   });
 
+  it("gives the holder's waiters the 503 at once when nothing is left to fall back on, with 1 model call", async () => {
+    upstream.setFault({ kind: 'error500', latencyMs: LATENCY_MS });
+    const query = `zqxj vvkw fleet ${freshQuestion().length}`;
+    const started = performance.now();
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => ask(replicas[i % 3].url, query)));
+    expect(answers.map((answer) => answer.status)).toEqual(Array.from({ length: 6 }, () => 503));
+    expect(upstream.callsFor(MODEL)).toBe(1);
+    expect(performance.now() - started).toBeLessThan(8000);
+  });
+
   it('asks the model itself once its wait for another replica runs out (CACHE_COALESCE_WAIT_SECONDS)', async () => {
     const patient = await startTestApp({
       ...FLEET_ENV,
@@ -267,3 +277,38 @@ describe('Redis unreachable', () => {
     }
   });
 });
+
+describe('the subscribed connection with Redis gone', () => {
+  it('refuses a subscription while Redis is down, leaving no channel behind, and subscribes again once it is back', async () => {
+    const config: ConfigType<typeof cacheConfig> = { redisUrl: redis.url, freshTtlMs: 60_000, staleTtlMs: 3_600_000, coalesceWaitMs: 5000 };
+    const connection = new RedisConnection(config);
+    await connection.onModuleInit();
+    const subscriber = new RedisSubscriber(connection);
+    try {
+      const unsubscribe = await subscriber.subscribe('q-before', () => undefined);
+      unsubscribe();
+      await redis.kill();
+      await expect(subscriber.subscribe('q-down', () => undefined)).rejects.toThrow();
+      expect(subscriber.size).toBe(0);
+      await redis.restart();
+      const again = await eventually(() => subscriber.subscribe('q-back', () => undefined).catch(() => undefined));
+      expect(subscriber.size).toBe(1);
+      again();
+      expect(subscriber.size).toBe(0);
+    } finally {
+      await subscriber.onApplicationShutdown();
+      await connection.onApplicationShutdown();
+    }
+  });
+});
+
+/** The first value `probe` gives that is not undefined, within 10 s (node-redis reconnects with its back-off). */
+async function eventually<T>(probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('still nothing after 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
