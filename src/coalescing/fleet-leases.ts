@@ -98,11 +98,14 @@ export class FleetLeases implements OnApplicationBootstrap {
     onTimeout: () => void,
   ): Promise<Waited<T>> {
     const inbox = new Inbox(Math.min(this.waitMs, Math.max(0, heldMs) + EXPIRY_GRACE_MS), signal);
-    const unsubscribe = await withinDeadline(
-      this.subscriber.subscribe(CHANNEL_PREFIX + question, (message) => inbox.put(decodeFleetOutcome(message))),
-      REDIS_DEADLINE_MS,
-      () => undefined,
-    );
+    const subscribing = this.subscriber.subscribe(CHANNEL_PREFIX + question, (message) => inbox.put(decodeFleetOutcome(message)));
+    const unsubscribe = await withinDeadline(subscribing, REDIS_DEADLINE_MS, () => undefined);
+    // Confirmed only after this wait gave up on it: nobody listens any more.
+    if (!unsubscribe)
+      void subscribing.then(
+        (late) => late(),
+        () => undefined,
+      );
     try {
       if (!unsubscribe) return { kind: 'ask' };
       const first = await read();

@@ -18,6 +18,8 @@ interface Channel {
 export class RedisSubscriber implements OnApplicationShutdown {
   private client?: RedisClient;
   private connecting?: Promise<RedisClient>;
+  /** It connected once: from then on node-redis reconnects it by itself. */
+  private connected = false;
   private readonly channels = new Map<string, Channel>();
 
   constructor(private readonly redis: RedisConnection) {}
@@ -32,6 +34,8 @@ export class RedisSubscriber implements OnApplicationShutdown {
    * so a message published after that reaches the listener; rejects when it cannot subscribe (no Redis, or down).
    */
   async subscribe(channel: string, listener: ChannelListener): Promise<() => void> {
+    // Connected once and now reconnecting: fail at once rather than queue behind the reconnection.
+    if (this.connected && !this.client?.isReady) throw new Error('The subscribed connection to Redis is down');
     const client = await this.open();
     let entry = this.channels.get(channel);
     if (!entry) {
@@ -72,7 +76,10 @@ export class RedisSubscriber implements OnApplicationShutdown {
       this.client = client;
       // The main connection reports an outage (once); this one only reconnects, and waits time out meanwhile.
       client.on('error', () => undefined);
-      this.connecting = client.connect().then(() => client);
+      this.connecting = client.connect().then(() => {
+        this.connected = true;
+        return client;
+      });
       this.connecting.catch(() => (this.connecting = undefined));
     }
     return this.connecting;
