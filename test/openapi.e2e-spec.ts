@@ -52,11 +52,12 @@ const ANSWER_FIELDS = [
   'circuit',
   'model',
   'failover',
+  'coalesced',
   'cachedAt',
   'retryAfterSeconds',
 ];
 /** Fields a body has only sometimes. */
-const OPTIONAL_ANSWER_FIELDS = ['model', 'failover', 'cachedAt', 'retryAfterSeconds'];
+const OPTIONAL_ANSWER_FIELDS = ['model', 'failover', 'coalesced', 'cachedAt', 'retryAfterSeconds'];
 const UNAVAILABLE_FIELDS = ['statusCode', 'error', 'message', 'reason', 'retryAfterSeconds', 'circuit'];
 
 let upstream: FakeHfUpstream;
@@ -205,6 +206,7 @@ describe('GET /docs/json', () => {
     expect(properties['degraded']?.type).toBe('boolean');
     expect(properties['cachedAt']).toMatchObject({ type: 'string', format: 'date-time' });
     expect(properties['retryAfterSeconds']).toMatchObject({ type: 'integer' });
+    expect(properties['coalesced']).toMatchObject({ type: 'boolean', enum: [true] });
     const excerpt = resolve(properties['excerpts']?.items);
     expect(Object.keys(excerpt.properties ?? {}).sort()).toEqual(['documentId', 'score', 'text', 'title']);
     const circuit = resolve(properties['circuit']);
@@ -223,7 +225,10 @@ describe('GET /docs/json', () => {
     const completion = responseSchema('post', '/v1/chat/completions', '200');
     expect(completion.required).toEqual(expect.arrayContaining(['id', 'object', 'created', 'model', 'choices', 'assistant']));
     const assistant = resolve(completion.properties?.['assistant']);
-    expect(Object.keys(assistant.properties ?? {}).sort()).toEqual(ANSWER_FIELDS.filter((field) => field !== 'answer').sort());
+    // The contract's assistant object has no `coalesced`: a coalesced completion is the leader's, as it is.
+    expect(Object.keys(assistant.properties ?? {}).sort()).toEqual(
+      ANSWER_FIELDS.filter((field) => field !== 'answer' && field !== 'coalesced').sort(),
+    );
     for (const [method, path, statuses] of CONTRACT_ROUTES.filter(([, path]) => path.startsWith('/v1/'))) {
       for (const status of statuses.filter((status) => status !== '200')) {
         const error = resolve(responseSchema(method, path, status).properties?.['error']);
