@@ -10,7 +10,8 @@ import type { AnswerEvent } from './answer-events.js';
 import type { AnswerListener } from './answer-listener.js';
 import { type FallbackReason, UpstreamUnavailableError } from './assistant.errors.js';
 import { CallerConcurrency } from '../rate-limit/caller-concurrency.js';
-import { type Claim, FleetLeases, type FleetOutcome } from '../coalescing/fleet-leases.js';
+import { underLease } from '../coalescing/fleet-coalescing.js';
+import { FleetLeases, type FleetOutcome } from '../coalescing/fleet-leases.js';
 import { SingleFlight } from '../coalescing/single-flight.js';
 import { type Asked, askTargets, failoverEntry, type FailoverOptions } from './failover.js';
 import { answerFromExcerpts, buildPrompt, PROMPT_VERSION } from './prompt.builder.js';
@@ -43,8 +44,6 @@ type Role = 'leader' | 'follower';
 
 /** A lease outlives the request's deadline by this much, so a replica that dies mid-call frees it soon. */
 const LEASE_MARGIN_MS = 1000;
-const ALONE: Claim = { kind: 'alone' };
-const ABANDONED: FleetOutcome = { kind: 'abandoned' };
 
 /**
  * Answers a question through one chain (the contract's order of answers): fresh cache → the model targets in order
@@ -214,53 +213,27 @@ export class AssistantService {
     return answer;
   }
 
-  /**
-   * With REDIS_URL, the question's lease first: another replica holding it means waiting for its answer to reach the
-   * cache (its failure: the fallbacks at once; the wait running out: asking the model here). This replica asking
-   * holds the lease and gives it back with how the call went, which wakes the other replicas' waits.
-   */
-  private async *fromFleetOrModel(
-    question: Question,
-    signal: AbortSignal,
-    streamed: boolean,
-  ): AsyncGenerator<AnswerEvent, void, undefined> {
-    let claim = this.fleet.enabled ? await this.fleet.claim(question.key, this.leaseMs) : ALONE;
-    if (claim.kind === 'held') {
-      const timedOut = () => this.tell((listener) => listener.coalesceWaitTimedOut());
-      const waited = await this.fleet.wait(question.key, claim.ttlMs, () => this.freshEntry(question.key), signal, timedOut);
-      if (waited.kind === 'answered') {
-        yield { type: 'done', answer: { ...this.fromFleet(waited.value), coalesced: true } };
-        return;
-      }
-      if (waited.kind === 'failed') {
-        yield { type: 'done', answer: this.fallback(question, waited.outcome) };
-        return;
-      }
-      // Its holder died, gave up or runs long: this replica asks, holding the lease if it is free now.
-      claim = await this.fleet.claim(question.key, this.leaseMs);
-    }
-    if (claim.kind !== 'owner') {
-      yield* this.fromModel(question, signal, streamed);
-      return;
-    }
-    const { lease } = claim;
-    let outcome = ABANDONED;
-    try {
-      for await (const event of this.fromModel(question, signal, streamed)) {
-        if (event.type === 'done') {
-          outcome = fleetOutcomeOf(event.answer);
-          // Given back before the answer is passed on: the other replicas' waits wake as soon as it is cached.
-          await lease.release(outcome);
-        }
-        yield event;
-      }
-    } catch (error) {
-      if (error instanceof UpstreamUnavailableError)
-        outcome = { kind: 'failed', reason: error.reason, retryAfterSeconds: error.retryAfterSeconds };
-      throw error;
-    } finally {
-      await lease.release(outcome);
-    }
+  /** With REDIS_URL, the question's lease in the fleet first (coalescing/fleet-coalescing.ts); else the model. */
+  private fromFleetOrModel(question: Question, signal: AbortSignal, streamed: boolean): AsyncGenerator<AnswerEvent, void, undefined> {
+    if (!this.fleet.enabled) return this.fromModel(question, signal, streamed);
+    return underLease<AnswerEvent, CachedAnswer>(
+      this.fleet,
+      question.key,
+      this.leaseMs,
+      {
+        ask: () => this.fromModel(question, signal, streamed),
+        read: () => this.freshEntry(question.key),
+        answered: (entry) => ({ type: 'done', answer: { ...this.fromFleet(entry), coalesced: true } }),
+        failed: (outcome) => ({ type: 'done', answer: this.fallback(question, outcome) }),
+        outcomeOf: (event) => (event.type === 'done' ? fleetOutcomeOf(event.answer) : undefined),
+        outcomeOfError: (error) =>
+          error instanceof UpstreamUnavailableError
+            ? { kind: 'failed', reason: error.reason, retryAfterSeconds: error.retryAfterSeconds }
+            : undefined,
+        timedOut: () => this.tell((listener) => listener.coalesceWaitTimedOut()),
+      },
+      signal,
+    );
   }
 
   /** The model targets, then what they came to: their answer (streamed as it comes, and cached), or the fallbacks. */
